@@ -1,0 +1,94 @@
+"""What a handler sees: the step context, with cancellation that reaches sync and async code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Cancellation:
+    """A cancellation signal a handler can check (sync or async) or await.
+
+    Set when the run is cancelled, the step times out or the worker shuts down. Sync handlers
+    run in a thread and should poll :attr:`is_set` (or ``wait(timeout)``) in long loops.
+    """
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+
+    @property
+    def is_set(self) -> bool:
+        """Whether cancellation was requested."""
+        return self._flag.is_set()
+
+    def set(self, reason: str) -> None:
+        """Requests cancellation (idempotent; the first reason is kept)."""
+        with self._lock:
+            if self._flag.is_set():
+                return
+            self.reason = reason
+            self._flag.set()
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+    def wait_sync(self, timeout: float | None = None) -> bool:
+        """Blocks a sync handler until cancelled or ``timeout`` passes; True when cancelled."""
+        return self._flag.wait(timeout)
+
+    async def wait(self) -> str | None:
+        """Waits until cancellation is requested; returns the reason."""
+        event = asyncio.Event()
+        with self._lock:
+            if self._flag.is_set():
+                return self.reason
+            self._waiters.append((asyncio.get_running_loop(), event))
+        await event.wait()
+        return self.reason
+
+
+@dataclass
+class StepContext:
+    """Everything a handler gets besides its inputs.
+
+    Attributes:
+        run_id: the run.
+        flow_id: the flow.
+        step_key: the step instance (``each.3.charge`` inside a ForEach).
+        step_type: the handler name.
+        attempt: 1 for the first try, growing with each retry.
+        idempotency_key: stable for this attempt of this step across redeliveries; pass it to
+            external systems so a repeated call is recognised.
+        trigger_body: the body the run was started with.
+        trigger_headers: the trigger headers.
+        logger: a logger whose records carry the run and step.
+        cancellation: set when the run is cancelled or the step times out.
+        item / index: the current element inside a ForEach body.
+    """
+
+    run_id: str
+    flow_id: str
+    step_key: str
+    step_type: str
+    attempt: int
+    idempotency_key: str
+    trigger_body: Any
+    trigger_headers: Mapping[str, str]
+    logger: logging.LoggerAdapter[logging.Logger]
+    cancellation: Cancellation = field(default_factory=Cancellation)
+    item: Any = None
+    index: int | None = None
+    poll_count: int = 0
+
+    @property
+    def cancelled(self) -> bool:
+        """Shorthand for ``cancellation.is_set``."""
+        return self.cancellation.is_set

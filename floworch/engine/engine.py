@@ -1,0 +1,518 @@
+"""The engine: the runtime-neutral entry point that hosts and runtimes call."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from floworch.engine.completion import complete_step
+from floworch.engine.core import EngineCore
+from floworch.engine.envelope import StepEnvelope
+from floworch.engine.flows import FlowRegistry
+from floworch.engine.handlers import HandlerRegistry, default_registry
+from floworch.engine.outcomes import StepOutcome
+from floworch.engine.ports import Clock, Dispatcher, SystemClock
+from floworch.engine.reconciler import ReconcileReport, ReconcilerSettings, reconcile
+from floworch.engine.stepper import Stepper
+from floworch.engine.transition import Transition
+from floworch.engine.views import RunState, build_run_state
+from floworch.errors import (
+    FlowValidationError,
+    InvalidOperationError,
+    RunNotFoundError,
+    StepNotFoundError,
+    TriggerNotFoundError,
+    ValidationIssue,
+)
+from floworch.model import BUILTIN_STEP_TYPES, FlowDefinition, FlowManifest
+from floworch.model.statuses import RunStatus, StepStatus
+from floworch.model.triggers import CronTrigger
+from floworch.storage.port import Store
+from floworch.storage.records import (
+    FlowRecord,
+    RunRecord,
+    ScheduleState,
+    SignalOutcome,
+    StepRecord,
+    step_changes,
+)
+from floworch.telemetry.hooks import Telemetry
+
+_OPEN = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING)
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    """The answer of :meth:`Engine.trigger`."""
+
+    run_id: str | None
+    duplicate: bool = False
+    disabled: bool = False
+
+
+class Engine:
+    """Starts runs, executes step messages, and applies signals, cancels, retries and reruns.
+
+    Args:
+        store: where state lives (memory, SQLite, PostgreSQL, SQL Server).
+        dispatcher: how step messages travel (in-process queue, Service Bus).
+        flows: the flows this engine runs.
+        handlers: step handlers by type (default: the registry ``@floworch.handler`` fills).
+        clock: time source (tests pass a ManualClock).
+        telemetry: OpenTelemetry hooks.
+        owner: this worker's name in step leases.
+        lease: how long a step claim lives without renewal.
+        check_handlers: refuse flows whose step types have no handler.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        dispatcher: Dispatcher,
+        flows: FlowRegistry | Iterable[FlowManifest | FlowDefinition],
+        handlers: HandlerRegistry | None = None,
+        clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
+        owner: str | None = None,
+        lease: timedelta = timedelta(seconds=30),
+        check_handlers: bool = True,
+    ) -> None:
+        registry = flows if isinstance(flows, FlowRegistry) else FlowRegistry(flows)
+        handler_registry = handlers if handlers is not None else default_registry
+        if check_handlers:
+            _check_handlers(registry, handler_registry)
+        self.core = EngineCore(
+            store=store,
+            dispatcher=dispatcher,
+            clock=clock or SystemClock(),
+            flows=registry,
+            handlers=handler_registry,
+            telemetry=telemetry or Telemetry(),
+            lease=lease,
+        )
+        if owner:
+            self.core.owner = owner
+        self._stepper = Stepper(self.core, self._complete)
+
+    @property
+    def store(self) -> Store:
+        """The store this engine writes to."""
+        return self.core.store
+
+    @property
+    def flows(self) -> FlowRegistry:
+        """The flows this engine runs."""
+        return self.core.flows
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock."""
+        return self.core.clock
+
+    async def sync_flows(self) -> None:
+        """Stores every registered flow (an operator's enable/disable choice is kept)."""
+        now = self.clock.now()
+        for flow in self.flows:
+            await self.store.upsert_flow(
+                FlowRecord(flow.id, flow.version, flow.manifest.to_dict(), flow.manifest.enabled, now)
+            )
+
+    # -- starting runs -------------------------------------------------------------------------
+
+    async def trigger(
+        self,
+        flow_id: str,
+        trigger_key: str | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        *,
+        source_run_id: str | None = None,
+    ) -> TriggerResult:
+        """Starts a run of a flow.
+
+        Args:
+            flow_id: the flow.
+            trigger_key: the manifest trigger (default: the flow's first Manual trigger, or
+                ``manual`` for a flow that declares none).
+            body: the trigger body, any JSON value.
+            headers: trigger headers (case-insensitive in expressions).
+            idempotency_key: a repeat with the same key returns the first run id.
+
+        Returns:
+            ``run_id``, and ``duplicate`` for a repeated key or ``disabled`` for a disabled flow.
+
+        Raises:
+            FlowNotFoundError, TriggerNotFoundError.
+        """
+        flow = self.flows.get(flow_id)
+        key = _trigger_key(flow, trigger_key)
+        stored = await self.store.get_flow(flow_id)
+        if stored is not None and not stored.enabled:
+            return TriggerResult(None, disabled=True)
+        with self.core.telemetry.trigger_span(flow_id, key) as span:
+            now = self.clock.now()
+            run = RunRecord(
+                run_id=uuid.uuid4().hex,
+                flow_id=flow.id,
+                flow_version=flow.version,
+                trigger_key=key,
+                status=RunStatus.RUNNING,
+                trigger_body=body,
+                trigger_headers=dict(headers or {}),
+                created_at=now,
+                remaining=len(flow.root.steps),
+                idempotency_key=idempotency_key,
+                source_run_id=source_run_id,
+                timeout_at=now + flow.run_timeout if flow.run_timeout else None,
+                trace_context=self.core.telemetry.inject(),
+            )
+            async with self.store.transaction() as tx:
+                if idempotency_key is not None:
+                    first = await tx.claim_idempotency_key(
+                        flow.id, key, idempotency_key, run.run_id, now
+                    )
+                    if first is not None:
+                        return TriggerResult(first, duplicate=True)
+                await tx.insert_run(run)
+                t = Transition(self.core, tx, flow, run, now)
+                t.event("RunStarted", None, f"trigger {key}", {"sourceRunId": source_run_id})
+                await t.dispatch_new(list(flow.root.entry))
+                await t.flush()
+            span.set_attribute("floworch.run_id", run.run_id)
+        self.core.telemetry.runs_started.add(1, {"floworch.flow_id": flow.id})
+        await self.core.send(t.sends)
+        return TriggerResult(run.run_id)
+
+    async def rerun(self, run_id: str) -> TriggerResult:
+        """Starts a new run from a run's stored trigger data; the new run names its source."""
+        run = await self._run(run_id)
+        return await self.trigger(
+            run.flow_id,
+            run.trigger_key,
+            run.trigger_body,
+            dict(run.trigger_headers),
+            source_run_id=run.run_id,
+        )
+
+    # -- executing -----------------------------------------------------------------------------
+
+    async def run_step(self, envelope: StepEnvelope) -> str:
+        """Executes one step message. Duplicates and stale messages return without running.
+
+        Returns:
+            The claim outcome: ``acquired`` or ``taken_over`` when the step ran, otherwise why not.
+
+        Raises:
+            FlowNotFoundError: the envelope names a flow this engine does not know.
+            StorageError: the store failed; the message should be redelivered.
+        """
+        return await self._stepper.run(envelope)
+
+    async def _complete(
+        self, flow: FlowDefinition, run_id: str, step: StepRecord, outcome: StepOutcome
+    ) -> Transition:
+        return await complete_step(self.core, flow, run_id, step, outcome)
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def deliver_signal(self, run_id: str, signal_name: str, payload: Any = None) -> str:
+        """Delivers a signal to the run's WaitForSignal step named for it.
+
+        Returns:
+            ``Delivered`` (the waiting step resumed at once), ``Buffered`` (no step waits yet; the
+            first to wait gets it), ``AlreadyDelivered``, or ``NotFound`` for an unknown or
+            finished run.
+        """
+        run = await self.store.get_run(run_id)
+        if run is None or run.status != RunStatus.RUNNING:
+            return SignalOutcome.NOT_FOUND
+        flow = self.flows.get(run.flow_id)
+        now = self.clock.now()
+        async with self.store.run_transaction(run_id) as tx:
+            current = await tx.get_run(run_id)
+            if current is None or current.status != RunStatus.RUNNING:
+                return SignalOutcome.NOT_FOUND
+            outcome, step_key = await tx.deliver_signal(run_id, signal_name, payload, now)
+            t = Transition(self.core, tx, flow, current, now)
+            if outcome == SignalOutcome.DELIVERED and step_key is not None:
+                t.event("SignalDelivered", step_key, f"signal {signal_name!r}")
+                await t.finish(
+                    step_key,
+                    StepStatus.SUCCEEDED,
+                    expect_statuses=(StepStatus.WAITING, StepStatus.RUNNING),
+                    output=payload,
+                )
+            elif outcome == SignalOutcome.BUFFERED:
+                t.event("SignalBuffered", None, f"signal {signal_name!r} buffered")
+            await t.flush()
+        await self.core.send(t.sends)
+        return outcome
+
+    async def cancel_run(self, run_id: str, reason: str = "cancelled by request") -> bool:
+        """Cancels a running run: open steps become Cancelled, running handlers are told, and
+        nothing more is dispatched. False when the run had already finished."""
+        return await self._stop_run(run_id, RunStatus.CANCELLED, reason)
+
+    async def time_out_run(self, run_id: str) -> bool:
+        """Ends a run that passed its timeout (the reconciler calls this)."""
+        return await self._stop_run(run_id, RunStatus.TIMED_OUT, "the run passed its timeout")
+
+    async def _stop_run(self, run_id: str, status: RunStatus, reason: str) -> bool:
+        await self._run(run_id)
+        now = self.clock.now()
+        async with self.store.run_transaction(run_id) as tx:
+            run = await tx.get_run(run_id)
+            if run is None or run.status != RunStatus.RUNNING:
+                return False
+            await tx.update_run(run_id, status=status, completed_at=now, cancel_reason=reason)
+            steps = await tx.get_steps_with_prefix(run_id, "")
+            error = {"type": "RunCancelled" if status == RunStatus.CANCELLED else "RunTimedOut",
+                     "message": reason}
+            for step in steps:
+                if step.status in _OPEN:
+                    await tx.update_step(
+                        run_id,
+                        step.step_key,
+                        step_changes(status=StepStatus.CANCELLED, completed_at=now, error=error,
+                                     lease_owner=None, lease_expires_at=None, due_at=None),
+                        expect_statuses=_OPEN,
+                    )
+                    await tx.remove_waiter(run_id, step.step_key)
+            t = Transition(self.core, tx, self.flows.get(run.flow_id), run, now)
+            t.event(f"Run{status}", None, reason)
+            await t.flush()
+        self.core.cancel_local(run_id, reason)
+        return True
+
+    async def retry_step(self, run_id: str, step_key: str) -> None:
+        """Runs a failed, timed-out or cancelled top-level step again as a new attempt.
+
+        The steps downstream that were skipped because of it are reset too, so they are planned
+        again; a finished run becomes Running. Outputs of other steps are kept.
+
+        Raises:
+            RunNotFoundError, StepNotFoundError, InvalidOperationError.
+        """
+        run = await self._run(run_id)
+        flow = self.flows.get(run.flow_id)
+        if "." in step_key:
+            raise InvalidOperationError(
+                f"retry {step_key!r}: retry the ForEach step that contains it instead "
+                f"({step_key.split('.')[0]!r}); its whole loop runs again"
+            )
+        if step_key not in flow.root.steps:
+            raise StepNotFoundError(run_id, step_key)
+        now = self.clock.now()
+        async with self.store.run_transaction(run_id) as tx:
+            current = await tx.get_run(run_id)
+            assert current is not None
+            rows = {s.step_key: s for s in await tx.get_steps_with_prefix(run_id, "")}
+            step = rows.get(step_key)
+            retryable = (StepStatus.FAILED, StepStatus.TIMED_OUT, StepStatus.CANCELLED)
+            if step is None or step.status not in retryable:
+                status = step.status if step else "not started"
+                raise InvalidOperationError(
+                    f"step {step_key!r} of run {run_id} is {status}; only Failed, TimedOut or "
+                    "Cancelled steps can be retried"
+                )
+            reset = _skipped_downstream(flow, step_key, rows)
+            children = [k for k in rows if k.startswith(step_key + ".")]
+            await tx.delete_steps(run_id, [*reset, *children])
+            await tx.remove_waiter(run_id, step_key)
+            await tx.update_step(
+                run_id,
+                step_key,
+                step_changes(status=StepStatus.PENDING, seq=step.seq + 1, attempt=step.attempt + 1,
+                             error=None, output=None, completed_at=None, started_at=None,
+                             state=None, due_at=now, skip_reason=None, when_trace=None),
+            )
+            reopened = current.status != RunStatus.RUNNING
+            current = await tx.update_run(
+                run_id,
+                status=RunStatus.RUNNING if reopened else None,
+                remaining_delta=1 + sum(1 for k in reset if "." not in k),
+                clear_completed=reopened,
+            )
+            t = Transition(self.core, tx, flow, current, now)
+            await t.ledger([(step_key, step.step_type, step.seq + 1, now)])
+            t.event("StepRetried", step_key, f"manual retry, attempt {step.attempt + 1}")
+            await t.flush()
+        await self.core.send(t.sends)
+
+    # -- flows and schedules -------------------------------------------------------------------
+
+    async def set_flow_enabled(self, flow_id: str, enabled: bool) -> None:
+        """Enables or disables a flow (a disabled flow starts no runs; running ones finish)."""
+        flow = self.flows.get(flow_id)
+        now = self.clock.now()
+        if not await self.store.set_flow_enabled(flow_id, enabled, now):
+            await self.store.upsert_flow(
+                FlowRecord(flow.id, flow.version, flow.manifest.to_dict(), enabled, now),
+                keep_enabled=False,
+            )
+
+    async def fire_schedule(
+        self, flow_id: str, trigger_key: str, fire_time: datetime
+    ) -> TriggerResult | None:
+        """Starts the run of one cron fire time, exactly once per (flow, trigger, fire time).
+
+        Returns None when the trigger is paused or this fire time already started a run.
+        """
+        flow = self.flows.get(flow_id)
+        trigger = flow.triggers.get(trigger_key)
+        if not isinstance(trigger, CronTrigger):
+            raise TriggerNotFoundError(flow_id, trigger_key, list(flow.triggers))
+        state = await self.store.get_schedule_state(flow_id, trigger_key)
+        if state is not None and state.paused:
+            return None
+        async with self.store.transaction() as tx:
+            if not await tx.record_cron_fire(flow_id, trigger_key, fire_time, None):
+                return None
+            await tx.put_schedule_state(
+                ScheduleState(
+                    flow_id,
+                    trigger_key,
+                    paused=False,
+                    cron_override=state.cron_override if state else None,
+                    last_fire_at=fire_time,
+                    updated_at=self.clock.now(),
+                )
+            )
+        return await self.trigger(
+            flow_id,
+            trigger_key,
+            trigger.body,
+            {"X-Floworch-Fire-Time": fire_time.isoformat()},
+            idempotency_key=f"cron:{fire_time.isoformat()}",
+        )
+
+    async def set_schedule(
+        self, flow_id: str, trigger_key: str, *, paused: bool | None = None,
+        cron_override: str | None = None, clear_override: bool = False,
+    ) -> ScheduleState:
+        """Pauses, resumes or overrides a cron trigger; stored so every replica obeys it."""
+        from floworch.model import cron_problem
+
+        flow = self.flows.get(flow_id)
+        if not isinstance(flow.triggers.get(trigger_key), CronTrigger):
+            raise TriggerNotFoundError(flow_id, trigger_key, list(flow.triggers))
+        if cron_override is not None and (problem := cron_problem(cron_override)):
+            raise FlowValidationError([ValidationIssue("cron", problem)])
+        state = await self.store.get_schedule_state(flow_id, trigger_key) or ScheduleState(
+            flow_id, trigger_key
+        )
+        new = ScheduleState(
+            flow_id,
+            trigger_key,
+            paused=state.paused if paused is None else paused,
+            cron_override=None if clear_override else (cron_override or state.cron_override),
+            last_fire_at=state.last_fire_at,
+            next_fire_at=state.next_fire_at,
+            pending_sequence_number=state.pending_sequence_number,
+            updated_at=self.clock.now(),
+        )
+        async with self.store.transaction() as tx:
+            await tx.put_schedule_state(new)
+        return new
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunState:
+        """A run with its steps.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        run = await self._run(run_id)
+        return build_run_state(run, await self.store.get_steps(run_id))
+
+    async def wait_for_run(
+        self, run_id: str, *, timeout: float = 60.0, poll_interval: float = 0.02
+    ) -> RunState:
+        """Waits until the run is terminal and returns it.
+
+        Raises:
+            TimeoutError: it did not finish within ``timeout`` seconds (real time).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            run = await self._run(run_id)
+            if RunStatus(run.status).is_terminal:
+                return build_run_state(run, await self.store.get_steps(run_id))
+            if loop.time() >= deadline:
+                raise TimeoutError(f"run {run_id} is still {run.status} after {timeout:g}s")
+            await asyncio.sleep(poll_interval)
+
+    async def reconcile(self, settings: ReconcilerSettings | None = None) -> ReconcileReport:
+        """One reconciler pass: re-send lost or unsent dispatches, take over steps whose worker
+        died, time out overdue runs."""
+        return await reconcile(self.core, self.time_out_run, settings)
+
+    async def _run(self, run_id: str) -> RunRecord:
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(run_id)
+        return run
+
+
+def _trigger_key(flow: FlowDefinition, trigger_key: str | None) -> str:
+    if trigger_key is not None:
+        if trigger_key not in flow.triggers and not (trigger_key == "manual" and not flow.triggers):
+            raise TriggerNotFoundError(flow.id, trigger_key, list(flow.triggers))
+        return trigger_key
+    for key, trigger in flow.triggers.items():
+        if trigger.type == "Manual":
+            return key
+    if not flow.triggers:
+        return "manual"
+    return next(iter(flow.triggers))
+
+
+def _skipped_downstream(
+    flow: FlowDefinition, step_key: str, rows: Mapping[str, StepRecord]
+) -> list[str]:
+    """Top-level steps reachable from ``step_key`` that were skipped (to plan them again)."""
+    found: list[str] = []
+    queue = list(flow.root.steps[step_key].successors)
+    seen: set[str] = set()
+    while queue:
+        key = queue.pop(0)
+        if key in seen:
+            continue
+        seen.add(key)
+        row = rows.get(key)
+        if row is not None and row.status == StepStatus.SKIPPED:
+            found.append(key)
+            found.extend(k for k in rows if k.startswith(key + "."))
+            queue.extend(flow.root.steps[key].successors)
+    return found
+
+
+def _check_handlers(flows: FlowRegistry, handlers: HandlerRegistry) -> None:
+    issues: list[ValidationIssue] = []
+    known = sorted(set(handlers.types()) | BUILTIN_STEP_TYPES)
+
+    def walk(flow_id: str, steps: Mapping[str, Any], path: str) -> None:
+        for key, node in steps.items():
+            if node.type not in BUILTIN_STEP_TYPES and node.type not in handlers:
+                issues.append(
+                    ValidationIssue(
+                        f"{flow_id}: {path}{key}.type",
+                        f"no handler registered for step type {node.type!r} "
+                        f"(registered: {', '.join(known)})",
+                    )
+                )
+            if node.body is not None:
+                walk(flow_id, node.body.steps, f"{path}{key}.steps.")
+
+    for flow in flows:
+        walk(flow.id, flow.root.steps, "steps.")
+    if issues:
+        raise FlowValidationError(issues)

@@ -1,0 +1,123 @@
+"""Runs one handler attempt: inputs validation, sync/async call, timeout and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import json
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from floworch.engine.context import StepContext
+from floworch.engine.handlers import Handler, StepResult
+from floworch.errors import StepError
+
+
+@dataclass(frozen=True)
+class HandlerOutcome:
+    """What one attempt produced."""
+
+    kind: str  # "succeeded" | "pending" | "failed" | "timed_out" | "cancelled"
+    output: Any = None
+    error: dict[str, Any] | None = None
+    retryable: bool = True
+    pending_delay: timedelta | None = None
+
+
+def error_info(exc: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
+    """The stored form of an exception: type, message and (optionally) the traceback."""
+    info: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    if with_traceback:
+        info["traceback"] = "".join(traceback.format_exception(exc)).rstrip()
+    details = getattr(exc, "details", None)
+    if details is not None:
+        info["details"] = details
+    return info
+
+
+def _to_json_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+def _check_json(value: Any, step_key: str) -> Any:
+    value = _to_json_value(value)
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise StepError(
+            f"step {step_key!r} returned a value that is not JSON-serialisable: {exc}",
+            retryable=False,
+        ) from exc
+    return value
+
+
+async def run_handler(
+    handler: Handler,
+    ctx: StepContext,
+    inputs: Any,
+    *,
+    timeout: timedelta | None,
+) -> HandlerOutcome:
+    """Calls the handler once and classifies the result. Never raises for handler errors."""
+    if handler.input_model is not None:
+        try:
+            inputs = handler.input_model.model_validate(inputs)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(inputs)'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            message = f"invalid inputs for {handler.step_type!r}: {problems}"
+            return HandlerOutcome(
+                "failed",
+                error={"type": "InputValidationError", "message": message},
+                retryable=False,
+            )
+    args = (ctx, inputs) if handler.wants_context else (inputs,)
+    if handler.is_async:
+        task: asyncio.Future[Any] = asyncio.ensure_future(handler.fn(*args))
+    else:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, handler.fn, *args)
+        task = loop.run_in_executor(None, call)
+    cancel_wait = asyncio.ensure_future(ctx.cancellation.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {task, cancel_wait},
+            timeout=timeout.total_seconds() if timeout is not None else None,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        cancel_wait.cancel()
+    if task not in done:
+        if cancel_wait in done:
+            reason = ctx.cancellation.reason or "cancelled"
+            kind, message = "cancelled", f"step cancelled: {reason}"
+        else:
+            ctx.cancellation.set("step timed out")
+            kind = "timed_out"
+            message = f"step {ctx.step_key!r} exceeded its timeout of {timeout}"
+        task.cancel()
+        # A sync handler keeps running in its thread; it sees ctx.cancellation and should stop.
+        return HandlerOutcome(kind, error={"type": "StepTimeoutError" if kind == "timed_out" else "StepCancelledError", "message": message})
+    exc = task.exception()
+    if exc is not None:
+        retryable = exc.retryable if isinstance(exc, StepError) else True
+        return HandlerOutcome("failed", error=error_info(exc), retryable=retryable)
+    result = task.result()
+    try:
+        if isinstance(result, StepResult):
+            output = _check_json(result.output, ctx.step_key)
+            if result.pending_delay is not None:
+                return HandlerOutcome("pending", output=output, pending_delay=result.pending_delay)
+            return HandlerOutcome("succeeded", output=output)
+        return HandlerOutcome("succeeded", output=_check_json(result, ctx.step_key))
+    except StepError as err:
+        return HandlerOutcome("failed", error=error_info(err, with_traceback=False), retryable=False)

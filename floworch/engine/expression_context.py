@@ -1,0 +1,106 @@
+"""The expression context of one step execution: trigger data, loaded step rows, loop item."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from floworch.expressions import CaseInsensitiveHeaders, ExpressionEvaluationError, StepView
+from floworch.model import FlowDefinition
+from floworch.storage.records import RunRecord, StepRecord
+
+_NO_ITEM = object()
+
+
+def scope_chain(flow: FlowDefinition, key: str) -> list[str]:
+    """Prefixes from the step's own scope out to the root: ``["a.1.b.2.", "a.1.", ""]``."""
+    chain: list[str] = []
+    prefix, _ = flow.scope_of(key)
+    while True:
+        chain.append(prefix)
+        if not prefix:
+            return chain
+        loop_key = prefix[:-1].rpartition(".")[0]
+        prefix, _ = flow.scope_of(loop_key)
+
+
+def loop_keys(chain: list[str]) -> list[str]:
+    """The ForEach instance keys enclosing a step, innermost first."""
+    return [prefix[:-1].rpartition(".")[0] for prefix in chain if prefix]
+
+
+def keys_to_load(flow: FlowDefinition, key: str, references: frozenset[str]) -> set[str]:
+    """Every row a step's expressions may read: referenced steps in each enclosing scope, plus
+    the enclosing ForEach rows (their state holds the items)."""
+    chain = scope_chain(flow, key)
+    wanted = {prefix + ref for prefix in chain for ref in references}
+    wanted.update(loop_keys(chain))
+    return wanted
+
+
+class StepExpressionContext:
+    """Implements :class:`floworch.expressions.ExpressionContext` for one step execution."""
+
+    def __init__(
+        self,
+        run: RunRecord,
+        rows: Mapping[str, StepRecord],
+        chain: list[str],
+        now: datetime,
+        *,
+        item: Any = _NO_ITEM,
+        index: int | None = None,
+    ) -> None:
+        self._run = run
+        self._rows = rows
+        self._chain = chain
+        self._now = now
+        self._item = item
+        self._index = index
+        self._headers = CaseInsensitiveHeaders(run.trigger_headers)
+
+    def trigger_body(self) -> Any:
+        return self._run.trigger_body
+
+    def trigger_headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    def step(self, key: str) -> StepView | None:
+        for prefix in self._chain:
+            row = self._rows.get(prefix + key)
+            if row is not None:
+                return StepView(status=str(row.status), output=row.output, error=row.error)
+        return None
+
+    def item(self) -> Any:
+        if self._item is _NO_ITEM:
+            raise ExpressionEvaluationError("item() is only available inside a ForEach body", "item()")
+        return self._item
+
+    def index(self) -> int:
+        if self._index is None:
+            raise ExpressionEvaluationError(
+                "index() is only available inside a ForEach body", "index()"
+            )
+        return self._index
+
+    def now(self) -> datetime:
+        return self._now
+
+
+def loop_item(rows: Mapping[str, StepRecord], key: str, chain: list[str]) -> tuple[Any, int | None]:
+    """The item and index of the innermost ForEach iteration a step belongs to."""
+    if not chain or not chain[0]:
+        return _NO_ITEM, None
+    prefix = chain[0]
+    loop_key, _, index_text = prefix[:-1].rpartition(".")
+    loop = rows.get(loop_key)
+    index = int(index_text)
+    if loop is None or not isinstance(loop.state, dict):
+        return _NO_ITEM, index
+    items = loop.state.get("items", [])
+    return (items[index] if index < len(items) else None), index
+
+
+NO_ITEM = _NO_ITEM

@@ -1,0 +1,371 @@
+"""Executes one step message: claim, inputs, When clauses, the handler or built-in, outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from floworch.engine.context import Cancellation, StepContext
+from floworch.engine.core import EngineCore
+from floworch.engine.envelope import StepEnvelope
+from floworch.engine.executor import HandlerOutcome, run_handler
+from floworch.engine.expression_context import (
+    NO_ITEM,
+    StepExpressionContext,
+    keys_to_load,
+    loop_item,
+    scope_chain,
+)
+from floworch.engine.outcomes import StepOutcome, failed
+from floworch.errors import HandlerNotFoundError
+from floworch.expressions import ExpressionError
+from floworch.model import DELAY, FOR_EACH, WAIT_FOR_SIGNAL, FlowDefinition, StepNode
+from floworch.model.statuses import RunStatus, StepStatus
+from floworch.storage.records import ClaimOutcome, RunRecord, StepRecord
+
+log = logging.getLogger("floworch.engine")
+
+_HANDLER_STATUS = {
+    "succeeded": StepStatus.SUCCEEDED,
+    "failed": StepStatus.FAILED,
+    "timed_out": StepStatus.TIMED_OUT,
+    "cancelled": StepStatus.CANCELLED,
+}
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else None
+    return None
+
+
+def _path_value(output: Any, path: str) -> Any:
+    current = output
+    for part in path.split("."):
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return None
+    return current
+
+
+class Stepper:
+    """Runs step envelopes against the engine core."""
+
+    def __init__(self, core: EngineCore, complete: Any) -> None:
+        self.core = core
+        self._complete = complete
+
+    async def run(self, envelope: StepEnvelope) -> str:
+        """Claims and executes one dispatch; returns the claim outcome (``acquired`` when run)."""
+        core = self.core
+        flow = core.flows.get(envelope.flow_id)
+        now = core.clock.now()
+        claim = await core.store.claim_step(
+            envelope.run_id,
+            envelope.step_key,
+            envelope.seq,
+            owner=core.owner,
+            lease_until=now + core.lease,
+            now=now,
+        )
+        if not claim.acquired:
+            return claim.outcome
+        assert claim.run is not None and claim.step is not None
+        run, step = claim.run, claim.step
+        if claim.outcome == ClaimOutcome.TAKEN_OVER:
+            log.warning("took over %s/%s after its lease lapsed", run.run_id, step.step_key)
+        if run.status != RunStatus.RUNNING:
+            outcome = StepOutcome(
+                StepStatus.CANCELLED,
+                error={"type": "RunNotActive", "message": f"run is {run.status}"},
+            )
+            await self._complete(flow, run.run_id, step, outcome)
+            return claim.outcome
+        node = flow.node(step.step_key)
+        attributes = {
+            "floworch.flow_id": flow.id,
+            "floworch.run_id": run.run_id,
+            "floworch.step_key": step.step_key,
+            "floworch.step_type": node.type,
+            "floworch.attempt": step.attempt,
+        }
+        with core.telemetry.step_span(envelope.trace_context, attributes) as span:
+            if envelope.scheduled_at is not None:
+                delay = (now - envelope.scheduled_at).total_seconds()
+                core.telemetry.queue_delay.record(max(delay, 0.0), {"floworch.flow_id": flow.id})
+            outcome = await self._execute(flow, run, step, node, now)
+            core.telemetry.finish_span(span, str(outcome.status), outcome.error)
+        await self._complete(flow, run.run_id, step, outcome)
+        return claim.outcome
+
+    async def _execute(
+        self, flow: FlowDefinition, run: RunRecord, step: StepRecord, node: StepNode, now: datetime
+    ) -> StepOutcome:
+        core = self.core
+        if run.timeout_at is not None and now >= run.timeout_at:
+            return StepOutcome(
+                StepStatus.CANCELLED,
+                error={"type": "RunTimedOut", "message": "the run passed its timeout"},
+            )
+        chain = scope_chain(flow, step.step_key)
+        rows = await core.store.get_outputs(
+            run.run_id, keys_to_load(flow, step.step_key, node.step_references)
+        )
+        item, index = loop_item(rows, step.step_key, chain)
+        ctx = StepExpressionContext(run, rows, chain, now, item=item, index=index)
+        traces: list[dict[str, Any]] = []
+        for pred, rule in node.predecessors.items():
+            if rule.when is None:
+                continue
+            trace = rule.when.evaluate(ctx)
+            traces.append({"predecessor": pred, **trace.to_dict()})
+            if not trace.result:
+                reason = f"when clause of runAfter.{pred} is false"
+                if trace.error:
+                    reason = f"when clause of runAfter.{pred} failed: {trace.error}"
+                return StepOutcome(StepStatus.SKIPPED, when_trace=traces, skip_reason=reason)
+        when_trace = traces or None
+        if node.type == FOR_EACH:
+            return self._start_loop(node, ctx, when_trace)
+        try:
+            inputs = node.inputs.resolve(ctx)
+        except ExpressionError as exc:
+            outcome = failed(f"inputs could not be resolved: {exc}", error_type="ExpressionError")
+            return StepOutcome(**{**outcome.__dict__, "when_trace": when_trace})
+        if node.type == WAIT_FOR_SIGNAL:
+            return self._wait_for_signal(step, inputs, now, when_trace)
+        if node.type == DELAY:
+            return self._delay(step, inputs, now, when_trace)
+        return await self._call_handler(flow, run, step, node, inputs, item, index, when_trace)
+
+    # -- built-ins -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _start_loop(node: StepNode, ctx: StepExpressionContext, trace: Any) -> StepOutcome:
+        assert node.for_each is not None
+        try:
+            items = node.for_each.resolve(ctx)
+        except ExpressionError as exc:
+            return failed(f"forEach items could not be resolved: {exc}", error_type="ExpressionError")
+        if not isinstance(items, list):
+            return failed(
+                f"forEach must resolve to a list, got {type(items).__name__}",
+                error_type="ForEachItemsError",
+            )
+        if not items:
+            return StepOutcome(StepStatus.SUCCEEDED, output=[], when_trace=trace)
+        first = min(node.concurrency_limit, len(items))
+        state = {
+            "items": items,
+            "total": len(items),
+            "next": first,
+            "done": 0,
+            "active": {str(i): len(node.body.steps) if node.body else 0 for i in range(first)},
+        }
+        return StepOutcome(
+            StepStatus.WAITING,
+            state=state,
+            when_trace=trace,
+            new_children=[str(i) for i in range(first)],
+        )
+
+    @staticmethod
+    def _wait_for_signal(step: StepRecord, inputs: Any, now: datetime, trace: Any) -> StepOutcome:
+        state = step.state if isinstance(step.state, dict) else {}
+        deadline = _parse_time(state.get("deadline"))
+        if deadline is not None:
+            if now >= deadline:
+                message = f"no signal {state.get('signal')!r} arrived before {deadline.isoformat()}"
+                return StepOutcome(
+                    StepStatus.TIMED_OUT, error={"type": "SignalTimeout", "message": message}
+                )
+            return StepOutcome(
+                StepStatus.WAITING,
+                state=state,
+                wake_at=deadline,
+                signal=(str(state.get("signal")), deadline),
+            )
+        if not isinstance(inputs, dict) or not isinstance(inputs.get("signalName"), str):
+            return failed("WaitForSignal needs inputs.signalName (a string)")
+        name = inputs["signalName"]
+        timeout = inputs.get("timeoutSeconds")
+        wake = now + timedelta(seconds=float(timeout)) if timeout else None
+        new_state: dict[str, Any] = {"signal": name}
+        if wake is not None:
+            new_state["deadline"] = wake.isoformat()
+        return StepOutcome(
+            StepStatus.WAITING,
+            inputs=inputs,
+            state=new_state,
+            wake_at=wake,
+            signal=(name, wake),
+            when_trace=trace,
+        )
+
+    @staticmethod
+    def _delay(step: StepRecord, inputs: Any, now: datetime, trace: Any) -> StepOutcome:
+        state = step.state if isinstance(step.state, dict) else {}
+        until = _parse_time(state.get("until"))
+        if until is None:
+            if not isinstance(inputs, dict):
+                return failed("Delay needs inputs.delaySeconds or inputs.until")
+            if inputs.get("delaySeconds") is not None:
+                until = now + timedelta(seconds=float(inputs["delaySeconds"]))
+            else:
+                until = _parse_time(inputs.get("until"))
+                if until is None:
+                    return failed(
+                        f"Delay inputs.until {inputs.get('until')!r} is not an ISO 8601 time "
+                        "with a time zone"
+                    )
+        if now >= until:
+            return StepOutcome(
+                StepStatus.SUCCEEDED, output={"until": until.isoformat()}, inputs=inputs
+            )
+        return StepOutcome(
+            StepStatus.WAITING,
+            inputs=inputs,
+            state={"until": until.isoformat()},
+            wake_at=until,
+            when_trace=trace,
+        )
+
+    # -- handlers ------------------------------------------------------------------------------
+
+    async def _call_handler(
+        self,
+        flow: FlowDefinition,
+        run: RunRecord,
+        step: StepRecord,
+        node: StepNode,
+        inputs: Any,
+        item: Any,
+        index: int | None,
+        trace: Any,
+    ) -> StepOutcome:
+        core = self.core
+        try:
+            handler = core.handlers.get(node.type)
+        except HandlerNotFoundError as exc:
+            return StepOutcome(
+                StepStatus.FAILED,
+                error={"type": "HandlerNotFoundError", "message": str(exc)},
+                inputs=inputs,
+                when_trace=trace,
+            )
+        state = step.state if isinstance(step.state, dict) else {}
+        token = Cancellation()
+        logger = logging.LoggerAdapter(
+            logging.getLogger(f"floworch.step.{node.type}"),
+            {"run_id": run.run_id, "flow_id": flow.id, "step_key": step.step_key},
+        )
+        ctx = StepContext(
+            run_id=run.run_id,
+            flow_id=flow.id,
+            step_key=step.step_key,
+            step_type=node.type,
+            attempt=step.attempt,
+            idempotency_key=f"{run.run_id}:{step.step_key}:{step.attempt}",
+            trigger_body=run.trigger_body,
+            trigger_headers=dict(run.trigger_headers),
+            logger=logger,
+            cancellation=token,
+            item=None if item is NO_ITEM else item,
+            index=index,
+            poll_count=int(state.get("polls", 0)),
+        )
+        core.running.setdefault(run.run_id, set()).add(token)
+        renewer = asyncio.ensure_future(self._renew(run.run_id, step, token))
+        started = core.clock.now()
+        try:
+            result = await run_handler(handler, ctx, inputs, timeout=node.timeout)
+        finally:
+            renewer.cancel()
+            tokens = core.running.get(run.run_id)
+            if tokens is not None:
+                tokens.discard(token)
+                if not tokens:
+                    core.running.pop(run.run_id, None)
+        elapsed = (core.clock.now() - started).total_seconds()
+        core.telemetry.step_duration.record(max(elapsed, 0.0), {"floworch.step_type": node.type})
+        return self._classify(node, step, result, inputs, trace, started)
+
+    def _classify(
+        self,
+        node: StepNode,
+        step: StepRecord,
+        result: HandlerOutcome,
+        inputs: Any,
+        trace: Any,
+        started: datetime,
+    ) -> StepOutcome:
+        state = dict(step.state) if isinstance(step.state, dict) else {}
+        poll = node.spec.poll
+        now = self.core.clock.now()
+        pending_delay = result.pending_delay
+        if result.kind == "succeeded" and poll is not None and poll.condition_path:
+            if _path_value(result.output, poll.condition_path) != poll.condition_equals:
+                pending_delay = timedelta(seconds=poll.interval_seconds)
+        if result.kind == "pending" or (result.kind == "succeeded" and pending_delay is not None):
+            polls = int(state.get("polls", 0)) + 1
+            first = _parse_time(state.get("pollStarted")) or started
+            state.update({"polls": polls, "pollStarted": first.isoformat()})
+            if poll is not None and poll.timeout_seconds is not None:
+                expired = now - first >= timedelta(seconds=poll.timeout_seconds)
+                enough = poll.min_attempts is None or polls >= poll.min_attempts
+                if expired and enough:
+                    message = f"polling gave up after {polls} attempts and {poll.timeout_seconds:g}s"
+                    return StepOutcome(
+                        StepStatus.TIMED_OUT,
+                        output=result.output,
+                        error={"type": "PollTimeout", "message": message},
+                        inputs=inputs,
+                        when_trace=trace,
+                        ran_handler=True,
+                    )
+            delay = pending_delay or timedelta(
+                seconds=poll.interval_seconds if poll is not None else 1.0
+            )
+            return StepOutcome(
+                StepStatus.WAITING,
+                output=result.output,
+                inputs=inputs,
+                when_trace=trace,
+                wake_at=now + delay,
+                state=state,
+                ran_handler=True,
+            )
+        return StepOutcome(
+            _HANDLER_STATUS[result.kind],
+            output=result.output,
+            error=result.error,
+            retryable=result.retryable and result.kind in ("failed", "timed_out"),
+            inputs=inputs,
+            when_trace=trace,
+            ran_handler=True,
+        )
+
+    async def _renew(self, run_id: str, step: StepRecord, token: Cancellation) -> None:
+        """Keeps the lease alive while the handler runs and notices a cancel from elsewhere."""
+        core = self.core
+        while True:
+            await asyncio.sleep(core.renew_every.total_seconds())
+            until = core.clock.now() + core.lease
+            status = await core.store.renew_lease(run_id, step.step_key, step.seq, core.owner, until)
+            if status is None:
+                token.set("the step's lease was lost to another worker")
+                return
+            if status != RunStatus.RUNNING:
+                token.set(f"run is {status}")
+                return

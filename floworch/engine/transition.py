@@ -1,0 +1,290 @@
+"""One state change of a run, inside the run's transaction.
+
+A :class:`Transition` finishes steps, decides their successors (ready, skipped, blocked), keeps
+the scope counters (the run's ``remaining``, each ForEach iteration's count), finishes ForEach
+steps and the run, and collects the messages to send once the transaction committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from floworch.engine.core import EngineCore, Send
+from floworch.engine.envelope import StepEnvelope
+from floworch.engine.planner import (
+    iteration_output,
+    readiness,
+    scope_status,
+    split_iteration_prefix,
+)
+from floworch.model import FlowDefinition, StepNode
+from floworch.model.statuses import RunStatus, StepStatus
+from floworch.storage.port import StoreTx
+from floworch.storage.records import (
+    DispatchRecord,
+    EventRecord,
+    RunRecord,
+    StepRecord,
+    step_changes,
+)
+
+_ACTIVE = (StepStatus.RUNNING, StepStatus.WAITING, StepStatus.PENDING)
+
+
+class Transition:
+    """Accumulates the decisions of one transaction over one run."""
+
+    def __init__(
+        self, core: EngineCore, tx: StoreTx, flow: FlowDefinition, run: RunRecord, now: datetime
+    ) -> None:
+        self.core = core
+        self.tx = tx
+        self.flow = flow
+        self.run = run
+        self.now = now
+        self.sends: list[Send] = []
+        self.events: list[EventRecord] = []
+        self.run_finished: RunStatus | None = None
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def event(
+        self, kind: str, step_key: str | None = None, message: str = "", data: Any = None
+    ) -> None:
+        """Appends an event to the run's log (written at :meth:`flush`)."""
+        self.events.append(EventRecord(self.run.run_id, kind, self.now, step_key, message, data))
+
+    async def flush(self) -> None:
+        """Writes the collected events; call last, inside the transaction."""
+        if self.events:
+            await self.tx.append_events(self.events)
+
+    @property
+    def run_active(self) -> bool:
+        """Whether the run still accepts new dispatches."""
+        return self.run.status == RunStatus.RUNNING
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    async def dispatch_new(self, keys: Sequence[str]) -> None:
+        """Creates Pending rows for new step instances and records their first dispatch."""
+        if not keys:
+            return
+        rows = [
+            StepRecord(
+                run_id=self.run.run_id,
+                step_key=key,
+                step_type=self.flow.node(key).type,
+                status=StepStatus.PENDING,
+                created_at=self.now,
+                due_at=self.now,
+            )
+            for key in keys
+        ]
+        await self.tx.insert_steps(rows)
+        await self.ledger([(row.step_key, row.step_type, 1, self.now) for row in rows])
+
+    async def ledger(self, items: Sequence[tuple[str, str, int, datetime]]) -> None:
+        """Records dispatches (key, type, seq, due) and queues the new ones for sending."""
+        records = [
+            DispatchRecord(self.run.run_id, key, seq, self.flow.id, due, self.now)
+            for key, _, seq, due in items
+        ]
+        fresh = {(r.step_key, r.seq) for r in await self.tx.record_dispatches(records)}
+        for key, step_type, seq, due in items:
+            if (key, seq) not in fresh:
+                continue
+            envelope = StepEnvelope(
+                flow_id=self.flow.id,
+                run_id=self.run.run_id,
+                step_key=key,
+                step_type=step_type,
+                seq=seq,
+                flow_version=self.flow.version,
+                scheduled_at=due if due > self.now else None,
+                trace_context=self.run.trace_context,
+            )
+            self.sends.append((envelope, due if due > self.now else None))
+
+    # -- finishing steps -----------------------------------------------------------------------
+
+    async def finish(
+        self,
+        key: str,
+        status: StepStatus,
+        *,
+        expect_seq: int | None = None,
+        expect_statuses: Sequence[StepStatus] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Moves a step to a terminal status and plans what follows; False if it was stale."""
+        changes = step_changes(
+            status=status,
+            completed_at=self.now,
+            lease_owner=None,
+            lease_expires_at=None,
+            due_at=None,
+            **fields,
+        )
+        updated = await self.tx.update_step(
+            self.run.run_id, key, changes, expect_seq=expect_seq, expect_statuses=expect_statuses
+        )
+        if updated is None:
+            return False
+        error = fields.get("error")
+        message = str(error.get("message", "")) if isinstance(error, dict) else ""
+        self.event(f"Step{status}", key, message or fields.get("skip_reason") or "")
+        await self.propagate([(key, status)])
+        return True
+
+    async def propagate(self, finished: list[tuple[str, StepStatus]]) -> None:
+        """Plans the successors of newly terminal steps, cascading skips and scope ends."""
+        work = list(finished)
+        while work:
+            key, status = work.pop(0)
+            prefix, scope = self.flow.scope_of(key)
+            local = key[len(prefix) :]
+            known: dict[str, StepStatus] = {local: status}
+            queue = [local]
+            terminal_count = 1
+            while queue:
+                current = queue.pop(0)
+                successors = scope.steps[current].successors
+                if not successors:
+                    continue
+                wanted: set[str] = set()
+                for succ in successors:
+                    wanted.add(prefix + succ)
+                    wanted.update(
+                        prefix + pred for pred in scope.steps[succ].predecessors if pred not in known
+                    )
+                rows = await self.tx.get_steps(self.run.run_id, wanted)
+                ready: list[str] = []
+                for succ in successors:
+                    if succ in known or prefix + succ in rows:
+                        continue  # already decided by an earlier transition
+                    node = scope.steps[succ]
+                    statuses: dict[str, StepStatus | None] = {}
+                    for pred in node.predecessors:
+                        row = rows.get(prefix + pred)
+                        statuses[pred] = known.get(pred) or (row.status if row else None)
+                    verdict = readiness(node, statuses)
+                    if verdict.verdict == "ready":
+                        ready.append(prefix + succ)
+                    elif verdict.verdict == "skip":
+                        await self._insert_skipped(prefix + succ, node, verdict.reason or "")
+                        known[succ] = StepStatus.SKIPPED
+                        queue.append(succ)
+                        terminal_count += 1
+                if ready and self.run_active:
+                    await self.dispatch_new(ready)
+            await self._scope_progress(prefix, terminal_count, work)
+
+    async def _insert_skipped(self, key: str, node: StepNode, reason: str) -> None:
+        await self.tx.insert_steps(
+            [
+                StepRecord(
+                    run_id=self.run.run_id,
+                    step_key=key,
+                    step_type=node.type,
+                    status=StepStatus.SKIPPED,
+                    skip_reason=f"runAfter not satisfied: {reason}",
+                    created_at=self.now,
+                    completed_at=self.now,
+                )
+            ]
+        )
+        self.event("StepSkipped", key, f"runAfter not satisfied: {reason}")
+
+    # -- scopes: the run and ForEach iterations ------------------------------------------------
+
+    async def _scope_progress(
+        self, prefix: str, count: int, work: list[tuple[str, StepStatus]]
+    ) -> None:
+        if prefix == "":
+            self.run = await self.tx.update_run(self.run.run_id, remaining_delta=-count)
+            if self.run.remaining <= 0 and self.run_active:
+                await self.finish_run()
+            return
+        loop_key, index = split_iteration_prefix(prefix)
+        loop = (await self.tx.get_steps(self.run.run_id, [loop_key])).get(loop_key)
+        if loop is None or loop.status not in _ACTIVE or not isinstance(loop.state, dict):
+            return
+        node = self.flow.node(loop_key)
+        assert node.body is not None
+        state = dict(loop.state)
+        active = dict(state["active"])
+        left = active.get(str(index), 0) - count
+        if left > 0:
+            active[str(index)] = left
+        else:
+            active.pop(str(index), None)
+            state["done"] = state["done"] + 1
+            if state["next"] < state["total"] and self.run_active:
+                await self.start_iteration(loop_key, node, state["next"])
+                active[str(state["next"])] = len(node.body.steps)
+                state["next"] = state["next"] + 1
+        state["active"] = active
+        if state["done"] < state["total"]:
+            await self.tx.update_step(self.run.run_id, loop_key, step_changes(state=state))
+            return
+        status, output, error = await self._loop_result(loop_key, node, state)
+        done = await self.tx.update_step(
+            self.run.run_id,
+            loop_key,
+            step_changes(
+                status=status, output=output, error=error, state=state, completed_at=self.now
+            ),
+            expect_statuses=_ACTIVE,
+        )
+        if done is not None:
+            self.event(f"Step{status}", loop_key, error["message"] if error else "")
+            work.append((loop_key, status))
+
+    async def start_iteration(self, loop_key: str, node: StepNode, index: int) -> None:
+        """Dispatches the entry steps of iteration ``index`` of a ForEach."""
+        assert node.body is not None
+        await self.dispatch_new([f"{loop_key}.{index}.{entry}" for entry in node.body.entry])
+
+    async def _loop_result(
+        self, loop_key: str, node: StepNode, state: dict[str, Any]
+    ) -> tuple[StepStatus, Any, dict[str, Any] | None]:
+        assert node.body is not None
+        body = node.body
+        rows = await self.tx.get_steps_with_prefix(self.run.run_id, loop_key + ".")
+        per_item: list[dict[str, StepRecord]] = [{} for _ in range(state["total"])]
+        for row in rows:
+            rest = row.step_key[len(loop_key) + 1 :]
+            index, _, child = rest.partition(".")
+            if child in body.steps and index.isdigit() and int(index) < len(per_item):
+                per_item[int(index)][child] = row
+        outputs: list[Any] = []
+        failures: list[dict[str, Any]] = []
+        for index, children in enumerate(per_item):
+            statuses = {child: StepStatus(row.status) for child, row in children.items()}
+            verdict, unhandled = scope_status(body, statuses)
+            outputs.append(iteration_output(body, {c: r.output for c, r in children.items()}))
+            if verdict == RunStatus.FAILED:
+                failures.append(
+                    {"index": index, "errors": {c: children[c].error for c in unhandled}}
+                )
+        if failures:
+            message = f"{len(failures)} of {state['total']} iterations failed"
+            return (
+                StepStatus.FAILED,
+                outputs,
+                {"type": "ForEachFailed", "message": message, "items": failures},
+            )
+        return StepStatus.SUCCEEDED, outputs, None
+
+    async def finish_run(self) -> None:
+        """Ends the run with the status its root steps imply."""
+        rows = await self.tx.get_steps_with_prefix(self.run.run_id, "")
+        statuses = {r.step_key: StepStatus(r.status) for r in rows if "." not in r.step_key}
+        status, unhandled = scope_status(self.flow.root, statuses)
+        self.run = await self.tx.update_run(self.run.run_id, status=status, completed_at=self.now)
+        self.run_finished = status
+        detail = f"unhandled failures: {', '.join(unhandled)}" if unhandled else ""
+        self.event(f"Run{status}", None, detail)

@@ -1,0 +1,184 @@
+"""The embedded host: engine + in-process runtime + reconciler and cron loops in one process.
+
+It is what ``floworch run``, ``floworch resume`` and the test host build on. State lives in the
+store you give it (memory, or SQLite so that a crashed run can be resumed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from floworch.engine.engine import Engine
+from floworch.engine.flows import FlowRegistry
+from floworch.engine.handlers import HandlerRegistry
+from floworch.engine.ports import Clock, SystemClock
+from floworch.engine.reconciler import ReconcilerSettings
+from floworch.engine.schedules import effective_cron, latest_missed, next_fire
+from floworch.model import CronTrigger, FlowDefinition, FlowManifest
+from floworch.runtime.memory import InProcessDispatcher
+from floworch.storage.port import Store
+
+log = logging.getLogger("floworch.hosting.embedded")
+
+
+@dataclass(frozen=True)
+class EmbeddedSettings:
+    """Options of the embedded host.
+
+    Attributes:
+        concurrency: steps running at once.
+        tick: how often the reconciler and cron loop look around (also how quickly a signal,
+            cancel or retry written by another process is picked up).
+        reconciler: reconciler thresholds; the embedded default re-sends unsent rows after 1 s,
+            since another process (the CLI) may have written them with no way to reach us.
+        cron: whether to fire cron triggers.
+        lease: step lease length.
+    """
+
+    concurrency: int = 8
+    tick: timedelta = timedelta(milliseconds=500)
+    reconciler: ReconcilerSettings = ReconcilerSettings(
+        unsent_grace=timedelta(seconds=1), lost_after=timedelta(seconds=30)
+    )
+    cron: bool = True
+    lease: timedelta = timedelta(seconds=30)
+
+
+class EmbeddedHost:
+    """Runs flows in this process. Use as ``async with EmbeddedHost(...) as host``."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        flows: FlowRegistry | Iterable[FlowManifest | FlowDefinition],
+        handlers: HandlerRegistry | None = None,
+        clock: Clock | None = None,
+        settings: EmbeddedSettings | None = None,
+        check_handlers: bool = True,
+    ) -> None:
+        self.settings = settings or EmbeddedSettings()
+        self.clock = clock or SystemClock()
+        self.dispatcher = InProcessDispatcher(clock=self.clock, concurrency=self.settings.concurrency)
+        self.engine = Engine(
+            store=store,
+            dispatcher=self.dispatcher,
+            flows=flows,
+            handlers=handlers,
+            clock=self.clock,
+            lease=self.settings.lease,
+            check_handlers=check_handlers,
+        )
+        self._loop_task: asyncio.Task[None] | None = None
+        self._next_fires: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self._stop = asyncio.Event()
+
+    @property
+    def store(self) -> Store:
+        """The host's store."""
+        return self.engine.store
+
+    async def start(self) -> None:
+        """Stores the flows, starts the workers, reconciles once (resuming unfinished runs) and
+        starts the background loop."""
+        await self.engine.sync_flows()
+        self.dispatcher.start(self.engine.run_step)
+        await self.engine.reconcile(self.settings.reconciler)
+        await self._seed_cron()
+        self._stop.clear()
+        self._loop_task = asyncio.create_task(self._background(), name="floworch-embedded-loop")
+
+    async def stop(self) -> None:
+        """Stops the loop and the workers (steps in flight are cancelled)."""
+        self._stop.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        await self.dispatcher.stop()
+
+    async def __aenter__(self) -> EmbeddedHost:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def tick(self) -> None:
+        """One pass of the background work: reconcile and fire due cron triggers."""
+        await self.engine.reconcile(self.settings.reconciler)
+        if self.settings.cron:
+            await self._fire_due_cron()
+
+    async def _background(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("embedded host background pass failed; trying again")
+            await self.clock.wait_until(self.clock.now() + self.settings.tick, self._stop)
+            if isinstance(self.clock, SystemClock):
+                continue
+            # A manual clock does not move by itself; avoid spinning while nobody advances it.
+            await asyncio.sleep(0.01)
+
+    # -- cron ----------------------------------------------------------------------------------
+
+    def _cron_triggers(self) -> list[tuple[FlowDefinition, str, CronTrigger]]:
+        return [
+            (flow, key, trigger)
+            for flow in self.engine.flows
+            for key, trigger in flow.triggers.items()
+            if isinstance(trigger, CronTrigger)
+        ]
+
+    async def _seed_cron(self) -> None:
+        if not self.settings.cron:
+            return
+        now = self.clock.now()
+        for flow, key, trigger in self._cron_triggers():
+            state = await self.store.get_schedule_state(flow.id, key)
+            cron = effective_cron(trigger, state.cron_override if state else None)
+            if state is not None and state.last_fire_at is not None and not state.paused:
+                missed = latest_missed(cron, state.last_fire_at, now, trigger.timezone)
+                if missed is not None and trigger.missed_fires == "fireOnce":
+                    await self.engine.fire_schedule(flow.id, key, missed)
+            self._next_fires[(flow.id, key)] = (cron, next_fire(cron, now, trigger.timezone))
+
+    async def _fire_due_cron(self) -> None:
+        now = self.clock.now()
+        for flow, key, trigger in self._cron_triggers():
+            state = await self.store.get_schedule_state(flow.id, key)
+            cron = effective_cron(trigger, state.cron_override if state else None)
+            cached = self._next_fires.get((flow.id, key))
+            if cached is None or cached[0] != cron:
+                # First look, or the cron was overridden: the new chain starts from now.
+                cached = (cron, next_fire(cron, now, trigger.timezone))
+                self._next_fires[(flow.id, key)] = cached
+            due = cached[1]
+            if due > now:
+                continue
+            if state is None or not state.paused:
+                await self.engine.fire_schedule(flow.id, key, due)
+            self._next_fires[(flow.id, key)] = (cron, next_fire(cron, due, trigger.timezone))
+
+    async def run_flow(
+        self,
+        flow_id: str,
+        trigger_key: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> str | None:
+        """Triggers a run and returns its id (None for a disabled flow)."""
+        result = await self.engine.trigger(flow_id, trigger_key, body, headers, idempotency_key)
+        return result.run_id
