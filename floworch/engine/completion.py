@@ -41,8 +41,10 @@ async def complete_step(
         assert run is not None
         t = Transition(core, tx, flow, run, now)
         status = outcome.status
-        if status in (StepStatus.FAILED, StepStatus.TIMED_OUT) and t.run_active and should_retry(
-            node, step, outcome
+        if (
+            status in (StepStatus.FAILED, StepStatus.TIMED_OUT)
+            and t.run_active
+            and should_retry(node, step, outcome)
         ):
             assert node.retry is not None
             due = now + node.retry.delay_before(step.attempt + 1)
@@ -68,8 +70,12 @@ async def complete_step(
                 await _record_attempt(tx, step, outcome, now)
                 await t.ledger([(key, node.type, seq + 1, due)])
                 message = (outcome.error or {}).get("message", "")
-                t.event("StepRetryScheduled", key, str(message), {"attempt": step.attempt + 1,
-                                                                   "at": due.isoformat()})
+                t.event(
+                    "StepRetryScheduled",
+                    key,
+                    str(message),
+                    {"attempt": step.attempt + 1, "at": due.isoformat()},
+                )
                 core.telemetry.retries.add(1, {"floworch.step_type": node.type})
         elif status == StepStatus.WAITING:
             await _park(t, node, step, outcome)

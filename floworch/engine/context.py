@@ -19,7 +19,7 @@ class Cancellation:
 
     def __init__(self) -> None:
         self._flag = threading.Event()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[str | None]]] = []
         self._lock = threading.Lock()
         self.reason: str | None = None
 
@@ -36,9 +36,9 @@ class Cancellation:
             self.reason = reason
             self._flag.set()
             waiters = list(self._waiters)
-        for loop, event in waiters:
+        for loop, future in waiters:
             if not loop.is_closed():
-                loop.call_soon_threadsafe(event.set)
+                loop.call_soon_threadsafe(_resolve, future, reason)
 
     def wait_sync(self, timeout: float | None = None) -> bool:
         """Blocks a sync handler until cancelled or ``timeout`` passes; True when cancelled."""
@@ -46,13 +46,24 @@ class Cancellation:
 
     async def wait(self) -> str | None:
         """Waits until cancellation is requested; returns the reason."""
-        event = asyncio.Event()
+        return await self.future()
+
+    def future(self) -> asyncio.Future[str | None]:
+        """A future of the running loop that resolves with the reason once cancellation is
+        requested (cheaper than a task around :meth:`wait`; cancel it when no longer needed)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str | None] = loop.create_future()
         with self._lock:
             if self._flag.is_set():
-                return self.reason
-            self._waiters.append((asyncio.get_running_loop(), event))
-        await event.wait()
-        return self.reason
+                future.set_result(self.reason)
+                return future
+            self._waiters.append((loop, future))
+        return future
+
+
+def _resolve(future: asyncio.Future[str | None], reason: str | None) -> None:
+    if not future.done():
+        future.set_result(reason)
 
 
 @dataclass

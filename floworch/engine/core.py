@@ -37,6 +37,8 @@ class EngineCore:
     lease: timedelta = timedelta(seconds=30)
     renew_every: timedelta = timedelta(seconds=1)
     running: dict[str, set[Cancellation]] = field(default_factory=dict)
+    join_hints: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(run id, join step key) -> a predecessor that blocked the join at its last check."""
 
     async def send(self, sends: Sequence[Send]) -> None:
         """Sends messages a committed transaction recorded in the ledger, then marks them sent.
@@ -58,8 +60,11 @@ class EngineCore:
                 await self.dispatcher.schedule(env, at)
                 sent.append((env.run_id, env.step_key, env.seq))
         except TransportError as exc:
-            log.warning("sending %d step message(s) failed; the reconciler will retry: %s",
-                        len(sends) - len(sent), exc)
+            log.warning(
+                "sending %d step message(s) failed; the reconciler will retry: %s",
+                len(sends) - len(sent),
+                exc,
+            )
         if sent:
             await self.store.mark_dispatched(sent, now)
 

@@ -119,7 +119,9 @@ class Engine:
         now = self.clock.now()
         for flow in self.flows:
             await self.store.upsert_flow(
-                FlowRecord(flow.id, flow.version, flow.manifest.to_dict(), flow.manifest.enabled, now)
+                FlowRecord(
+                    flow.id, flow.version, flow.manifest.to_dict(), flow.manifest.enabled, now
+                )
             )
 
     # -- starting runs -------------------------------------------------------------------------
@@ -272,15 +274,23 @@ class Engine:
                 return False
             await tx.update_run(run_id, status=status, completed_at=now, cancel_reason=reason)
             steps = await tx.get_steps_with_prefix(run_id, "")
-            error = {"type": "RunCancelled" if status == RunStatus.CANCELLED else "RunTimedOut",
-                     "message": reason}
+            error = {
+                "type": "RunCancelled" if status == RunStatus.CANCELLED else "RunTimedOut",
+                "message": reason,
+            }
             for step in steps:
                 if step.status in _OPEN:
                     await tx.update_step(
                         run_id,
                         step.step_key,
-                        step_changes(status=StepStatus.CANCELLED, completed_at=now, error=error,
-                                     lease_owner=None, lease_expires_at=None, due_at=None),
+                        step_changes(
+                            status=StepStatus.CANCELLED,
+                            completed_at=now,
+                            error=error,
+                            lease_owner=None,
+                            lease_expires_at=None,
+                            due_at=None,
+                        ),
                         expect_statuses=_OPEN,
                     )
                     await tx.remove_waiter(run_id, step.step_key)
@@ -328,9 +338,19 @@ class Engine:
             await tx.update_step(
                 run_id,
                 step_key,
-                step_changes(status=StepStatus.PENDING, seq=step.seq + 1, attempt=step.attempt + 1,
-                             error=None, output=None, completed_at=None, started_at=None,
-                             state=None, due_at=now, skip_reason=None, when_trace=None),
+                step_changes(
+                    status=StepStatus.PENDING,
+                    seq=step.seq + 1,
+                    attempt=step.attempt + 1,
+                    error=None,
+                    output=None,
+                    completed_at=None,
+                    started_at=None,
+                    state=None,
+                    due_at=now,
+                    skip_reason=None,
+                    when_trace=None,
+                ),
             )
             reopened = current.status != RunStatus.RUNNING
             current = await tx.update_run(
@@ -393,8 +413,13 @@ class Engine:
         )
 
     async def set_schedule(
-        self, flow_id: str, trigger_key: str, *, paused: bool | None = None,
-        cron_override: str | None = None, clear_override: bool = False,
+        self,
+        flow_id: str,
+        trigger_key: str,
+        *,
+        paused: bool | None = None,
+        cron_override: str | None = None,
+        clear_override: bool = False,
     ) -> ScheduleState:
         """Pauses, resumes or overrides a cron trigger; stored so every replica obeys it."""
         from floworch.model import cron_problem
@@ -433,7 +458,11 @@ class Engine:
         return build_run_state(run, await self.store.get_steps(run_id))
 
     async def wait_for_run(
-        self, run_id: str, *, timeout: float = 60.0, poll_interval: float = 0.02
+        self,
+        run_id: str,
+        *,
+        timeout: float = 60.0,
+        poll_interval: float = 0.02,
     ) -> RunState:
         """Waits until the run is terminal and returns it.
 

@@ -87,7 +87,7 @@ async def run_handler(
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, handler.fn, *args)
         task = loop.run_in_executor(None, call)
-    cancel_wait = asyncio.ensure_future(ctx.cancellation.wait())
+    cancel_wait = ctx.cancellation.future()
     try:
         done, _ = await asyncio.wait(
             {task, cancel_wait},
@@ -106,11 +106,12 @@ async def run_handler(
             message = f"step {ctx.step_key!r} exceeded its timeout of {timeout}"
         task.cancel()
         # A sync handler keeps running in its thread; it sees ctx.cancellation and should stop.
-        return HandlerOutcome(kind, error={"type": "StepTimeoutError" if kind == "timed_out" else "StepCancelledError", "message": message})
-    exc = task.exception()
-    if exc is not None:
-        retryable = exc.retryable if isinstance(exc, StepError) else True
-        return HandlerOutcome("failed", error=error_info(exc), retryable=retryable)
+        error_type = "StepTimeoutError" if kind == "timed_out" else "StepCancelledError"
+        return HandlerOutcome(kind, error={"type": error_type, "message": message})
+    failure = task.exception()
+    if failure is not None:
+        retryable = failure.retryable if isinstance(failure, StepError) else True
+        return HandlerOutcome("failed", error=error_info(failure), retryable=retryable)
     result = task.result()
     try:
         if isinstance(result, StepResult):
@@ -120,4 +121,6 @@ async def run_handler(
             return HandlerOutcome("succeeded", output=output)
         return HandlerOutcome("succeeded", output=_check_json(result, ctx.step_key))
     except StepError as err:
-        return HandlerOutcome("failed", error=error_info(err, with_traceback=False), retryable=False)
+        return HandlerOutcome(
+            "failed", error=error_info(err, with_traceback=False), retryable=False
+        )

@@ -75,13 +75,15 @@ class StepExpressionContext:
 
     def item(self) -> Any:
         if self._item is _NO_ITEM:
-            raise ExpressionEvaluationError("item() is only available inside a ForEach body", "item()")
+            raise ExpressionEvaluationError(
+                "item() is only available inside a ForEach body", expression="item()"
+            )
         return self._item
 
     def index(self) -> int:
         if self._index is None:
             raise ExpressionEvaluationError(
-                "index() is only available inside a ForEach body", "index()"
+                "index() is only available inside a ForEach body", expression="index()"
             )
         return self._index
 

@@ -18,7 +18,9 @@ class FlowRegistry:
 
     def add(self, flow: FlowManifest | FlowDefinition) -> FlowDefinition:
         """Adds or replaces a flow; returns its compiled definition."""
-        definition = flow if isinstance(flow, FlowDefinition) else FlowDefinition.from_manifest(flow)
+        definition = (
+            flow if isinstance(flow, FlowDefinition) else FlowDefinition.from_manifest(flow)
+        )
         self._flows[definition.id] = definition
         return definition
 

@@ -59,9 +59,7 @@ class Handler:
 
 def _describe(step_type: str, fn: HandlerFn) -> Handler:
     params = list(inspect.signature(fn).parameters.values())
-    positional = [
-        p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if not 1 <= len(positional) <= 2:
         raise TypeError(
             f"handler for {step_type!r} must take (ctx, inputs) or (inputs); "
@@ -71,7 +69,7 @@ def _describe(step_type: str, fn: HandlerFn) -> Handler:
     model: type[BaseModel] | None = None
     try:
         hints = get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable annotations just mean "no model"
+    except Exception:
         hints = {}
     hinted = hints.get(inputs_param.name)
     if isinstance(hinted, type) and issubclass(hinted, BaseModel):
@@ -100,7 +98,9 @@ class HandlerRegistry:
         """
         existing = self._handlers.get(step_type)
         if existing is not None and existing.fn is not fn:
-            same_name = getattr(existing.fn, "__qualname__", None) == getattr(fn, "__qualname__", "")
+            same_name = getattr(existing.fn, "__qualname__", None) == getattr(
+                fn, "__qualname__", ""
+            )
             same_module = getattr(existing.fn, "__module__", None) == getattr(fn, "__module__", "")
             if not (same_name and same_module):
                 raise ValueError(

@@ -8,8 +8,8 @@ periodically, so no run stays stuck (the reference engine recovered only at star
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from floworch.engine.core import EngineCore, Send

@@ -31,7 +31,9 @@ def next_fire(cron: str, after: datetime, timezone: str = "UTC") -> datetime:
     return value.astimezone(UTC)
 
 
-def latest_missed(cron: str, last: datetime, now: datetime, timezone: str = "UTC") -> datetime | None:
+def latest_missed(
+    cron: str, last: datetime, now: datetime, timezone: str = "UTC"
+) -> datetime | None:
     """The latest fire time after ``last`` and not after ``now`` (None when nothing was missed).
 
     Bounded: it walks at most 10,000 fire times.

@@ -157,7 +157,9 @@ class Stepper:
         try:
             items = node.for_each.resolve(ctx)
         except ExpressionError as exc:
-            return failed(f"forEach items could not be resolved: {exc}", error_type="ExpressionError")
+            return failed(
+                f"forEach items could not be resolved: {exc}", error_type="ExpressionError"
+            )
         if not isinstance(items, list):
             return failed(
                 f"forEach must resolve to a list, got {type(items).__name__}",
@@ -286,12 +288,24 @@ class Stepper:
             poll_count=int(state.get("polls", 0)),
         )
         core.running.setdefault(run.run_id, set()).add(token)
-        renewer = asyncio.ensure_future(self._renew(run.run_id, step, token))
+        # Most handlers finish well within one renewal period: start the renewing task only
+        # when one does not (a timer handle is much cheaper than a task per step).
+        renewer: asyncio.Task[None] | None = None
+
+        def start_renewing() -> None:
+            nonlocal renewer
+            renewer = asyncio.ensure_future(self._renew(run.run_id, step, token))
+
+        first_renewal = asyncio.get_running_loop().call_later(
+            core.renew_every.total_seconds(), start_renewing
+        )
         started = core.clock.now()
         try:
             result = await run_handler(handler, ctx, inputs, timeout=node.timeout)
         finally:
-            renewer.cancel()
+            first_renewal.cancel()
+            if renewer is not None:
+                renewer.cancel()
             tokens = core.running.get(run.run_id)
             if tokens is not None:
                 tokens.discard(token)
@@ -314,9 +328,13 @@ class Stepper:
         poll = node.spec.poll
         now = self.core.clock.now()
         pending_delay = result.pending_delay
-        if result.kind == "succeeded" and poll is not None and poll.condition_path:
-            if _path_value(result.output, poll.condition_path) != poll.condition_equals:
-                pending_delay = timedelta(seconds=poll.interval_seconds)
+        if (
+            result.kind == "succeeded"
+            and poll is not None
+            and poll.condition_path
+            and _path_value(result.output, poll.condition_path) != poll.condition_equals
+        ):
+            pending_delay = timedelta(seconds=poll.interval_seconds)
         if result.kind == "pending" or (result.kind == "succeeded" and pending_delay is not None):
             polls = int(state.get("polls", 0)) + 1
             first = _parse_time(state.get("pollStarted")) or started
@@ -325,7 +343,9 @@ class Stepper:
                 expired = now - first >= timedelta(seconds=poll.timeout_seconds)
                 enough = poll.min_attempts is None or polls >= poll.min_attempts
                 if expired and enough:
-                    message = f"polling gave up after {polls} attempts and {poll.timeout_seconds:g}s"
+                    message = (
+                        f"polling gave up after {polls} attempts and {poll.timeout_seconds:g}s"
+                    )
                     return StepOutcome(
                         StepStatus.TIMED_OUT,
                         output=result.output,
@@ -360,12 +380,14 @@ class Stepper:
         """Keeps the lease alive while the handler runs and notices a cancel from elsewhere."""
         core = self.core
         while True:
-            await asyncio.sleep(core.renew_every.total_seconds())
             until = core.clock.now() + core.lease
-            status = await core.store.renew_lease(run_id, step.step_key, step.seq, core.owner, until)
+            status = await core.store.renew_lease(
+                run_id, step.step_key, step.seq, core.owner, until
+            )
             if status is None:
                 token.set("the step's lease was lost to another worker")
                 return
             if status != RunStatus.RUNNING:
                 token.set(f"run is {status}")
                 return
+            await asyncio.sleep(core.renew_every.total_seconds())

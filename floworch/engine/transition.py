@@ -31,6 +31,8 @@ from floworch.storage.records import (
 )
 
 _ACTIVE = (StepStatus.RUNNING, StepStatus.WAITING, StepStatus.PENDING)
+_HINTED_JOIN = 8  # joins with at least this many predecessors keep a blocker hint
+_MAX_HINTS = 10_000
 
 
 class Transition:
@@ -154,16 +156,23 @@ class Transition:
                 successors = scope.steps[current].successors
                 if not successors:
                     continue
+                candidates = [
+                    succ
+                    for succ in successors
+                    if succ not in known and not await self._blocked_by_hint(prefix, succ, known)
+                ]
                 wanted: set[str] = set()
-                for succ in successors:
+                for succ in candidates:
                     wanted.add(prefix + succ)
                     wanted.update(
-                        prefix + pred for pred in scope.steps[succ].predecessors if pred not in known
+                        prefix + pred
+                        for pred in scope.steps[succ].predecessors
+                        if pred not in known
                     )
-                rows = await self.tx.get_steps(self.run.run_id, wanted)
+                rows = await self.tx.get_steps(self.run.run_id, wanted) if wanted else {}
                 ready: list[str] = []
-                for succ in successors:
-                    if succ in known or prefix + succ in rows:
+                for succ in candidates:
+                    if prefix + succ in rows:
                         continue  # already decided by an earlier transition
                     node = scope.steps[succ]
                     statuses: dict[str, StepStatus | None] = {}
@@ -171,6 +180,7 @@ class Transition:
                         row = rows.get(prefix + pred)
                         statuses[pred] = known.get(pred) or (row.status if row else None)
                     verdict = readiness(node, statuses)
+                    self._remember_blocker(prefix + succ, node, statuses, verdict.verdict)
                     if verdict.verdict == "ready":
                         ready.append(prefix + succ)
                     elif verdict.verdict == "skip":
@@ -181,6 +191,41 @@ class Transition:
                 if ready and self.run_active:
                     await self.dispatch_new(ready)
             await self._scope_progress(prefix, terminal_count, work)
+
+    async def _blocked_by_hint(self, prefix: str, succ: str, known: dict[str, StepStatus]) -> bool:
+        """Whether a wide join is still blocked by the predecessor that blocked it last time.
+
+        Checking one row instead of every predecessor keeps a fan-in of n steps O(n) in total
+        rather than O(n^2). The hint is only a guess: a blocked verdict is confirmed by reading
+        the hinted row in this transaction, and anything else falls back to the full check.
+        """
+        hint = self.core.join_hints.get((self.run.run_id, prefix + succ))
+        if hint is None or hint in known:
+            return False
+        row = (await self.tx.get_steps(self.run.run_id, [prefix + hint])).get(prefix + hint)
+        return row is None or not StepStatus(row.status).is_terminal
+
+    def _remember_blocker(
+        self,
+        key: str,
+        node: StepNode,
+        statuses: dict[str, StepStatus | None],
+        verdict: str,
+    ) -> None:
+        hints = self.core.join_hints
+        if verdict != "blocked":
+            hints.pop((self.run.run_id, key), None)
+            return
+        if len(node.predecessors) < _HINTED_JOIN:
+            return
+        # The last open predecessor in declaration order is the likeliest to finish last.
+        for pred in reversed(list(node.predecessors)):
+            status = statuses.get(pred)
+            if status is None or not StepStatus(status).is_terminal:
+                if len(hints) >= _MAX_HINTS:
+                    hints.pop(next(iter(hints)))
+                hints[(self.run.run_id, key)] = pred
+                return
 
     async def _insert_skipped(self, key: str, node: StepNode, reason: str) -> None:
         await self.tx.insert_steps(
@@ -257,9 +302,9 @@ class Transition:
         per_item: list[dict[str, StepRecord]] = [{} for _ in range(state["total"])]
         for row in rows:
             rest = row.step_key[len(loop_key) + 1 :]
-            index, _, child = rest.partition(".")
-            if child in body.steps and index.isdigit() and int(index) < len(per_item):
-                per_item[int(index)][child] = row
+            index_text, _, child = rest.partition(".")
+            if child in body.steps and index_text.isdigit() and int(index_text) < len(per_item):
+                per_item[int(index_text)][child] = row
         outputs: list[Any] = []
         failures: list[dict[str, Any]] = []
         for index, children in enumerate(per_item):

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from floworch.engine.schedules import effective_cron, latest_missed, next_fire
 from floworch.model import CronTrigger, FlowDefinition, FlowManifest
 from floworch.runtime.memory import InProcessDispatcher
 from floworch.storage.port import Store
+from floworch.storage.records import ScheduleState
 
 log = logging.getLogger("floworch.hosting.embedded")
 
@@ -43,8 +44,10 @@ class EmbeddedSettings:
 
     concurrency: int = 8
     tick: timedelta = timedelta(milliseconds=500)
-    reconciler: ReconcilerSettings = ReconcilerSettings(
-        unsent_grace=timedelta(seconds=1), lost_after=timedelta(seconds=30)
+    reconciler: ReconcilerSettings = field(
+        default_factory=lambda: ReconcilerSettings(
+            unsent_grace=timedelta(seconds=1), lost_after=timedelta(seconds=30)
+        )
     )
     cron: bool = True
     lease: timedelta = timedelta(seconds=30)
@@ -65,7 +68,9 @@ class EmbeddedHost:
     ) -> None:
         self.settings = settings or EmbeddedSettings()
         self.clock = clock or SystemClock()
-        self.dispatcher = InProcessDispatcher(clock=self.clock, concurrency=self.settings.concurrency)
+        self.dispatcher = InProcessDispatcher(
+            clock=self.clock, concurrency=self.settings.concurrency
+        )
         self.engine = Engine(
             store=store,
             dispatcher=self.dispatcher,
@@ -154,17 +159,33 @@ class EmbeddedHost:
                     await self.engine.fire_schedule(flow.id, key, missed)
             self._next_fires[(flow.id, key)] = (cron, next_fire(cron, now, trigger.timezone))
 
+    async def next_cron_fire(self) -> datetime | None:
+        """When the next cron trigger falls due (overrides stored since the last look count)."""
+        if not self.settings.cron:
+            return None
+        now = self.clock.now()
+        dues = [
+            (await self._cron_chain(flow, key, trigger, now))[2]
+            for flow, key, trigger in self._cron_triggers()
+        ]
+        return min(dues, default=None)
+
+    async def _cron_chain(
+        self, flow: FlowDefinition, key: str, trigger: CronTrigger, now: datetime
+    ) -> tuple[ScheduleState | None, str, datetime]:
+        state = await self.store.get_schedule_state(flow.id, key)
+        cron = effective_cron(trigger, state.cron_override if state else None)
+        cached = self._next_fires.get((flow.id, key))
+        if cached is None or cached[0] != cron:
+            # First look, or the cron was overridden: the new chain starts from now.
+            cached = (cron, next_fire(cron, now, trigger.timezone))
+            self._next_fires[(flow.id, key)] = cached
+        return state, cron, cached[1]
+
     async def _fire_due_cron(self) -> None:
         now = self.clock.now()
         for flow, key, trigger in self._cron_triggers():
-            state = await self.store.get_schedule_state(flow.id, key)
-            cron = effective_cron(trigger, state.cron_override if state else None)
-            cached = self._next_fires.get((flow.id, key))
-            if cached is None or cached[0] != cron:
-                # First look, or the cron was overridden: the new chain starts from now.
-                cached = (cron, next_fire(cron, now, trigger.timezone))
-                self._next_fires[(flow.id, key)] = cached
-            due = cached[1]
+            state, cron, due = await self._cron_chain(flow, key, trigger, now)
             if due > now:
                 continue
             if state is None or not state.paused:

@@ -82,6 +82,14 @@ class MemoryTx:
         self._undo.append(undo)
         table[key] = value
 
+    def _append(self, items: list[Any], value: Any) -> None:
+        items.append(value)
+
+        def undo() -> None:
+            items.pop()
+
+        self._undo.append(undo)
+
     def _pop(self, table: dict[Any, Any], key: Any) -> None:
         if key in table:
             old = table.pop(key)
@@ -187,8 +195,7 @@ class MemoryTx:
 
     async def insert_attempt(self, attempt: AttemptRecord) -> None:
         history = self._s.attempts.setdefault(attempt.run_id, [])
-        history.append(attempt)
-        self._undo.append(history.pop)
+        self._append(history, attempt)
 
     # -- dispatch ledger -----------------------------------------------------------------------
 
@@ -256,8 +263,7 @@ class MemoryTx:
         for event in events:
             self._s.event_seq += 1
             log = self._s.events.setdefault(event.run_id, [])
-            log.append(dataclasses.replace(event, event_id=self._s.event_seq))
-            self._undo.append(log.pop)
+            self._append(log, dataclasses.replace(event, event_id=self._s.event_seq))
 
     # -- schedules -----------------------------------------------------------------------------
 
@@ -390,7 +396,9 @@ class MemoryStore:
         self._s.steps[run_id][step_key] = dataclasses.replace(step, lease_expires_at=lease_until)
         return self._s.runs[run_id].status
 
-    async def mark_dispatched(self, keys: Sequence[tuple[str, str, int]], sent_at: datetime) -> None:
+    async def mark_dispatched(
+        self, keys: Sequence[tuple[str, str, int]], sent_at: datetime
+    ) -> None:
         for key in keys:
             row = self._s.ledger.get(key)
             if row is not None and row.sent_at is None:
@@ -466,9 +474,9 @@ class MemoryStore:
                 if row.sent_at is not None:
                     settled.append(key)
                 continue
-            if row.sent_at is None and row.due_at <= unsent_grace_until:
-                due.append(row)
-            elif row.sent_at is not None and row.due_at <= sent_stuck_before:
+            unsent_due = row.sent_at is None and row.due_at <= unsent_grace_until
+            looks_lost = row.sent_at is not None and row.due_at <= sent_stuck_before
+            if unsent_due or looks_lost:
                 due.append(row)
             if len(due) >= limit:
                 break
@@ -497,12 +505,18 @@ class MemoryStore:
         return [
             run
             for run in self._s.runs.values()
-            if run.status == RunStatus.RUNNING and run.timeout_at is not None and run.timeout_at <= now
+            if run.status == RunStatus.RUNNING
+            and run.timeout_at is not None
+            and run.timeout_at <= now
         ][:limit]
 
     async def unfinished_runs(self, *, limit: int, after_run_id: str = "") -> list[RunRecord]:
         runs = sorted(
-            (r for r in self._s.runs.values() if r.status == RunStatus.RUNNING and r.run_id > after_run_id),
+            (
+                r
+                for r in self._s.runs.values()
+                if r.status == RunStatus.RUNNING and r.run_id > after_run_id
+            ),
             key=lambda run: run.run_id,
         )
         return runs[:limit]

@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+from floworch.model.statuses import RunStatus
 from floworch.storage.records import (
     JSON,
     AttemptRecord,
@@ -33,7 +34,6 @@ from floworch.storage.records import (
     StepChanges,
     StepRecord,
 )
-from floworch.model.statuses import RunStatus
 
 
 class StoreTx(Protocol):
@@ -185,8 +185,9 @@ class Store(Protocol):
     ) -> ClaimResult:
         """Atomically claims dispatch ``seq`` of a step and marks it Running.
 
-        Outcomes: ``acquired`` (the step was Pending or Waiting with this seq: it is now Running with the
-        caller's lease); ``taken_over`` (it was Running under a lease that lapsed before ``now``);
+        Outcomes: ``acquired`` (the step was Pending or Waiting with this seq: it is now Running
+        with the caller's lease); ``taken_over`` (it was Running under a lease that lapsed
+        before ``now``);
         ``already_claimed`` (another owner holds a live lease); ``stale`` (the step is terminal,
         waiting, or at another seq: the message is a duplicate or outdated); ``run_not_found``.
         The run record is returned for acquired/taken_over. Concurrent claimers of one dispatch
@@ -224,7 +225,9 @@ class Store(Protocol):
     async def get_outputs(self, run_id: str, keys: Collection[str]) -> dict[str, StepRecord]:
         """Reads the given step rows (for resolving ``@steps('k')`` expressions)."""
 
-    async def list_events(self, run_id: str, *, after_id: int = 0, limit: int = 1000) -> list[EventRecord]:
+    async def list_events(
+        self, run_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
         """The run's event log in order, from after ``after_id``."""
 
     async def list_waiters(self, run_id: str) -> list[SignalWaiter]:
@@ -239,7 +242,12 @@ class Store(Protocol):
     # -- reconciler scans (bounded by ``limit``; each uses an index) ----------------------------
 
     async def due_dispatches(
-        self, now: datetime, *, unsent_grace_until: datetime, sent_stuck_before: datetime, limit: int
+        self,
+        now: datetime,
+        *,
+        unsent_grace_until: datetime,
+        sent_stuck_before: datetime,
+        limit: int,
     ) -> list[DispatchRecord]:
         """Ledger rows to (re)send: unsent rows due before ``unsent_grace_until``, and sent rows due
         before ``sent_stuck_before`` whose step is still Pending or Waiting at that seq (the message

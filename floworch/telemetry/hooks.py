@@ -25,7 +25,9 @@ class Telemetry:
     ) -> None:
         self.tracer = trace.get_tracer("floworch", tracer_provider=tracer_provider)
         meter = metrics.get_meter("floworch", meter_provider=meter_provider)
-        self.runs_started = meter.create_counter("floworch.runs.started", description="Runs started")
+        self.runs_started = meter.create_counter(
+            "floworch.runs.started", description="Runs started"
+        )
         self.runs_completed = meter.create_counter(
             "floworch.runs.completed", description="Runs finished, by status"
         )
@@ -38,7 +40,9 @@ class Telemetry:
         self.queue_delay = meter.create_histogram(
             "floworch.step.queue_delay", unit="s", description="Due time to start of execution"
         )
-        self.retries = meter.create_counter("floworch.steps.retries", description="Retries scheduled")
+        self.retries = meter.create_counter(
+            "floworch.steps.retries", description="Retries scheduled"
+        )
 
     @staticmethod
     def inject() -> dict[str, str]:
@@ -58,7 +62,9 @@ class Telemetry:
             yield span
 
     @contextmanager
-    def step_span(self, carrier: Mapping[str, str], attributes: Mapping[str, Any]) -> Iterator[Span]:
+    def step_span(
+        self, carrier: Mapping[str, str], attributes: Mapping[str, Any]
+    ) -> Iterator[Span]:
         """The span of one step execution, a child of the context the envelope carried."""
         parent = propagate.extract(dict(carrier)) if carrier else None
         token = otel_context.attach(parent) if parent is not None else None

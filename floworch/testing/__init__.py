@@ -1,1 +1,3 @@
+from floworch.testing.host import FlowTestHost
 
+__all__ = ["FlowTestHost"]

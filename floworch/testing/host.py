@@ -140,7 +140,12 @@ class FlowTestHost:
         target = self.clock.now() + delta
         while True:
             await self.idle()
-            upcoming = self._host.dispatcher.next_timer()
+            timers = [
+                t
+                for t in (self._host.dispatcher.next_timer(), await self._host.next_cron_fire())
+                if t is not None
+            ]
+            upcoming = min(timers, default=None)
             if upcoming is None or upcoming > target:
                 break
             self.clock.set(upcoming)

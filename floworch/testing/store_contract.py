@@ -87,15 +87,23 @@ class StoreContract:
         flow = FlowRecord("flow-a", "1", {"id": "flow-a"}, True, T0)
         await store.upsert_flow(flow)
         assert await store.set_flow_enabled("flow-a", False, T0)
-        stored = await store.upsert_flow(FlowRecord("flow-a", "2", {"id": "flow-a", "v": 2}, True, T0))
+        stored = await store.upsert_flow(
+            FlowRecord("flow-a", "2", {"id": "flow-a", "v": 2}, True, T0)
+        )
         assert stored.enabled is False
         again = await store.get_flow("flow-a")
-        assert again is not None and again.version == "2" and again.manifest == {"id": "flow-a", "v": 2}
+        assert (
+            again is not None
+            and again.version == "2"
+            and again.manifest == {"id": "flow-a", "v": 2}
+        )
         assert again.enabled is False
 
     async def test_upsert_flow_can_overwrite_the_enabled_flag(self, store: Any) -> None:
         await store.upsert_flow(FlowRecord("flow-a", "1", {}, False, T0))
-        stored = await store.upsert_flow(FlowRecord("flow-a", "1", {}, True, T0), keep_enabled=False)
+        stored = await store.upsert_flow(
+            FlowRecord("flow-a", "1", {}, True, T0), keep_enabled=False
+        )
         assert stored.enabled is True
 
     async def test_list_flows_and_unknown_flow(self, store: Any) -> None:
@@ -199,7 +207,10 @@ class StoreContract:
     async def test_concurrent_idempotency_claims_register_one_run(self, store: Any) -> None:
         async def claim(i: int) -> str | None:
             async with store.transaction() as tx:
-                return await tx.claim_idempotency_key("f", "manual", "same", f"run-{i}", T0)
+                result: str | None = await tx.claim_idempotency_key(
+                    "f", "manual", "same", f"run-{i}", T0
+                )
+            return result
 
         results = await asyncio.gather(*(claim(i) for i in range(20)))
         winners = [i for i, r in enumerate(results) if r is None]
@@ -422,25 +433,35 @@ class StoreContract:
         async with store.run_transaction(run.run_id) as tx:
             await tx.record_dispatches(
                 [
-                    DispatchRecord(run.run_id, "a", 1, "flow-a", due_at=T0 + timedelta(hours=1), created_at=T0),
+                    DispatchRecord(
+                        run.run_id, "a", 1, "flow-a", due_at=T0 + timedelta(hours=1), created_at=T0
+                    ),
                     DispatchRecord(run.run_id, "b", 1, "flow-a", due_at=T0, created_at=T0),
                 ]
             )
-        due = await store.due_dispatches(
-            T0, unsent_grace_until=T0, sent_stuck_before=T0, limit=10
-        )
+        due = await store.due_dispatches(T0, unsent_grace_until=T0, sent_stuck_before=T0, limit=10)
         assert [r.step_key for r in due] == ["b"]
-        assert len(await store.due_dispatches(
-            T0 + timedelta(hours=2), unsent_grace_until=T0 + timedelta(hours=2),
-            sent_stuck_before=T0, limit=1,
-        )) == 1
+        assert (
+            len(
+                await store.due_dispatches(
+                    T0 + timedelta(hours=2),
+                    unsent_grace_until=T0 + timedelta(hours=2),
+                    sent_stuck_before=T0,
+                    limit=1,
+                )
+            )
+            == 1
+        )
 
     # -- signals -------------------------------------------------------------------------------
 
     async def test_signal_to_a_waiter_is_delivered_once(self, store: Any) -> None:
         run = await _new_run(store, "approve")
         async with store.run_transaction(run.run_id) as tx:
-            assert await tx.register_waiter(SignalWaiter(run.run_id, "approve", "approval", T0)) is None
+            assert (
+                await tx.register_waiter(SignalWaiter(run.run_id, "approve", "approval", T0))
+                is None
+            )
         async with store.run_transaction(run.run_id) as tx:
             first = await tx.deliver_signal(run.run_id, "approval", {"ok": True}, T0)
         async with store.run_transaction(run.run_id) as tx:
@@ -474,7 +495,7 @@ class StoreContract:
 
         async def deliver(i: int) -> str:
             async with store.run_transaction(run.run_id) as tx:
-                outcome, _ = await tx.deliver_signal(run.run_id, "go", {"i": i}, T0)
+                outcome: str = (await tx.deliver_signal(run.run_id, "go", {"i": i}, T0))[0]
                 return outcome
 
         outcomes = await asyncio.gather(*(deliver(i) for i in range(50)))
@@ -510,7 +531,7 @@ class StoreContract:
         events = await store.list_events(run.run_id)
         assert [e.kind for e in events] == ["RunStarted", "StepStarted", "StepSucceeded"]
         ids = [e.event_id for e in events]
-        assert all(isinstance(i, int) for i in ids) and ids == sorted(set(ids))  # type: ignore[type-var]
+        assert all(isinstance(i, int) for i in ids) and ids == sorted(set(ids))
         assert events[1].data == {"attempt": 1} and events[1].step_key == "a"
         tail = await store.list_events(run.run_id, after_id=events[0].event_id or 0)
         assert [e.kind for e in tail] == ["StepStarted", "StepSucceeded"]
@@ -518,7 +539,9 @@ class StoreContract:
     # -- schedules -----------------------------------------------------------------------------
 
     async def test_schedule_state_and_cron_fire_ledger(self, store: Any) -> None:
-        state = ScheduleState("f", "nightly", paused=True, cron_override="*/5 * * * *", last_fire_at=T0)
+        state = ScheduleState(
+            "f", "nightly", paused=True, cron_override="*/5 * * * *", last_fire_at=T0
+        )
         async with store.transaction() as tx:
             await tx.put_schedule_state(state)
         assert await store.get_schedule_state("f", "nightly") == state
@@ -543,9 +566,13 @@ class StoreContract:
         assert [r.run_id for r in past] == [late.run_id]
         unfinished = await store.unfinished_runs(limit=10)
         assert [r.run_id for r in unfinished] == ["r1", "r2"]
-        assert [r.run_id for r in await store.unfinished_runs(limit=10, after_run_id="r1")] == ["r2"]
+        assert [r.run_id for r in await store.unfinished_runs(limit=10, after_run_id="r1")] == [
+            "r2"
+        ]
 
-    async def test_prune_deletes_old_finished_runs_with_everything_they_own(self, store: Any) -> None:
+    async def test_prune_deletes_old_finished_runs_with_everything_they_own(
+        self, store: Any
+    ) -> None:
         old = await _new_run(store, "a", status=RunStatus.SUCCEEDED, completed_at=T0)
         async with store.run_transaction(old.run_id) as tx:
             await tx.append_events([EventRecord(old.run_id, "RunSucceeded", T0)])
