@@ -1,0 +1,49 @@
+"""Settings from the environment (``FLOWORCH_`` prefix): read here and in hosting only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the CLI and hosts take from the environment.
+
+    Attributes:
+        db_url: ``FLOWORCH_DB_URL``; None means the embedded default (SQLite under .floworch/).
+        flows: ``FLOWORCH_FLOWS``, a module or path that registers flows and handlers.
+        runtime: ``FLOWORCH_RUNTIME``: ``memory`` or ``servicebus``.
+        servicebus_connection: ``FLOWORCH_SERVICEBUS_CONNECTION``.
+        servicebus_namespace: ``FLOWORCH_SERVICEBUS_NAMESPACE`` (managed identity).
+    """
+
+    db_url: str | None = None
+    flows: str | None = None
+    runtime: str = "memory"
+    servicebus_connection: str | None = None
+    servicebus_namespace: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Reads the ``FLOWORCH_*`` variables."""
+        env = os.environ if env is None else env
+        return cls(
+            db_url=env.get("FLOWORCH_DB_URL") or None,
+            flows=env.get("FLOWORCH_FLOWS") or None,
+            runtime=env.get("FLOWORCH_RUNTIME", "memory") or "memory",
+            servicebus_connection=env.get("FLOWORCH_SERVICEBUS_CONNECTION") or None,
+            servicebus_namespace=env.get("FLOWORCH_SERVICEBUS_NAMESPACE") or None,
+        )
+
+    def database_url(self, override: str | None = None, cwd: Path | None = None) -> str:
+        """The database to use: ``--db``, else ``FLOWORCH_DB_URL``, else SQLite under .floworch/."""
+        if override:
+            return override
+        if self.db_url:
+            return self.db_url
+        from floworch.storage.sql.urls import default_database_url
+
+        return default_database_url(cwd or Path.cwd())

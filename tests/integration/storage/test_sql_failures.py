@@ -1,0 +1,186 @@
+"""Bad input and broken databases give clear floworch errors and lose nothing committed."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from floworch.errors import StorageError, StorageUnavailableError
+from floworch.model.statuses import RunStatus, StepStatus
+from floworch.storage.factory import open_store
+from floworch.storage.memory import MemoryStore
+from floworch.storage.records import RunRecord, StepRecord
+from floworch.storage.sql.store import SqlStore
+from floworch.storage.sql.tx import SqlTx
+from floworch.storage.sql.urls import default_database_url, to_async_url
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def _run(run_id: str, remaining: int = 50) -> RunRecord:
+    return RunRecord(
+        run_id=run_id,
+        flow_id="f",
+        flow_version="1",
+        trigger_key="manual",
+        status=RunStatus.RUNNING,
+        trigger_body=None,
+        trigger_headers={},
+        created_at=T0,
+        remaining=remaining,
+    )
+
+
+@pytest.fixture
+async def sqlite_store(sqlite_url: str) -> AsyncIterator[SqlStore]:
+    store = await open_store(sqlite_url)
+    assert isinstance(store, SqlStore)
+    yield store
+    await store.close()
+
+
+async def test_unreachable_server_names_the_host_but_not_the_password() -> None:
+    with pytest.raises(StorageUnavailableError) as caught:
+        await open_store("postgresql://floworch:s3cret-pw@127.0.0.1:1/nowhere")
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message and "nowhere" in message
+    assert "s3cret-pw" not in message
+
+
+@pytest.mark.parametrize(
+    "url", ["oracle://scott@db/x", "not a url at all", "sqlite://", "sqlite:///:memory:"]
+)
+async def test_unsupported_or_unusable_urls_are_refused(url: str) -> None:
+    with pytest.raises(StorageError):
+        await open_store(url)
+
+
+async def test_memory_url_gives_the_memory_store() -> None:
+    assert isinstance(await open_store("memory://"), MemoryStore)
+    assert isinstance(await open_store(None), MemoryStore)
+
+
+def test_urls_map_to_async_drivers(tmp_path: Path) -> None:
+    assert to_async_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+    assert to_async_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert to_async_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+    assert to_async_url("mssql+pyodbc://@s/db?driver=x").drivername == "mssql+aioodbc"
+    default = default_database_url(tmp_path)
+    assert default == f"sqlite+aiosqlite:///{tmp_path.resolve()}/.floworch/floworch.db"
+
+
+async def test_the_default_sqlite_directory_is_created(tmp_path: Path) -> None:
+    store = await open_store(default_database_url(tmp_path))
+    await store.close()
+    assert (tmp_path / ".floworch" / "floworch.db").is_file()
+
+
+async def test_sqlite_pragmas_are_applied(sqlite_store: SqlStore) -> None:
+    async with sqlite_store.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        cursor = await raw.driver_connection.execute("PRAGMA journal_mode")  # type: ignore[union-attr]
+        assert (await cursor.fetchone())[0] == "wal"
+        cursor = await raw.driver_connection.execute("PRAGMA foreign_keys")  # type: ignore[union-attr]
+        assert (await cursor.fetchone())[0] == 1
+
+
+async def test_read_only_sqlite_file_gives_a_clear_error(sqlite_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "floworch.db"
+    store = await open_store(sqlite_url)
+    async with store.transaction() as tx:
+        await tx.insert_run(_run("kept"))
+    await store.close()
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    store = await open_store(read_only)
+    try:
+        assert (await store.get_run("kept")) is not None
+        with pytest.raises(StorageError, match="read-only") as caught:
+            async with store.transaction() as tx:
+                await tx.insert_run(_run("lost"))
+        assert not isinstance(caught.value, StorageUnavailableError)
+    finally:
+        await store.close()
+    store = await open_store(sqlite_url)
+    assert await store.get_run("kept") is not None and await store.get_run("lost") is None
+    await store.close()
+
+
+async def test_read_only_unmigrated_sqlite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    with pytest.raises(StorageError, match="read-only"):
+        await open_store(f"sqlite:///file:{path}?mode=ro&uri=true")
+
+
+async def test_datetimes_come_back_utc_and_compare_as_instants(sqlite_store: SqlStore) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    async with sqlite_store.transaction() as tx:
+        await tx.insert_run(_run("r"))
+        await tx.insert_steps([StepRecord("r", "a", "Work", StepStatus.PENDING, created_at=T0)])
+    # 13:00+02:00 is 11:00 UTC: before T0 (12:00 UTC), so the lease has lapsed at T0.
+    lease = datetime(2026, 1, 1, 13, tzinfo=plus_two)
+    claimed = await sqlite_store.claim_step("r", "a", 1, owner="w", lease_until=lease, now=lease)
+    assert claimed.step is not None and claimed.step.lease_expires_at == lease
+    assert claimed.step.lease_expires_at.tzinfo is UTC
+    expired = await sqlite_store.expired_leases(T0, limit=10)
+    assert [s.step_key for s in expired] == ["a"]
+
+
+async def test_naive_datetimes_are_refused(sqlite_store: SqlStore) -> None:
+    with pytest.raises(StorageError, match="naive datetime"):
+        async with sqlite_store.transaction() as tx:
+            await tx.insert_run(
+                _run("r").__class__(**{**_run("r").__dict__, "created_at": datetime(2026, 1, 1)})
+            )
+
+
+async def _concurrent_decrements(store: SqlStore) -> None:
+    async with store.transaction() as tx:
+        await tx.insert_run(_run("counted", remaining=40))
+
+    async def finish_one() -> None:
+        async with store.run_transaction("counted") as tx:
+            run = await tx.get_run("counted")
+            assert run is not None
+            await asyncio.sleep(0)  # let the others try to interleave while the lock is held
+            await tx.update_run("counted", remaining_delta=-1)
+
+    await asyncio.gather(*(finish_one() for _ in range(40)))
+    final = await store.get_run("counted")
+    assert final is not None and final.remaining == 0
+
+
+async def test_sqlite_run_lock_serialises_concurrent_writers(sqlite_store: SqlStore) -> None:
+    await _concurrent_decrements(sqlite_store)
+
+
+@pytest.mark.postgres
+async def test_postgres_run_lock_serialises_concurrent_writers(pg_store: SqlStore) -> None:
+    await _concurrent_decrements(pg_store)
+
+
+@pytest.mark.postgres
+async def test_dropped_connection_mid_transaction(pg_store: SqlStore) -> None:
+    async with pg_store.transaction() as tx:
+        await tx.insert_run(_run("r", remaining=5))
+    with pytest.raises(StorageUnavailableError, match="lost the connection"):
+        async with pg_store.run_transaction("r") as tx:
+            await tx.update_run("r", remaining_delta=-1)
+            assert isinstance(tx, SqlTx)
+            pid = await tx._conn.scalar(select(func.pg_backend_pid()))
+            async with pg_store.engine.connect() as killer:
+                assert await killer.scalar(select(func.pg_terminate_backend(pid)))
+            await tx.update_run("r", remaining_delta=-1)
+    # Nothing committed was lost, nothing uncommitted leaked, and the store still works.
+    run = await pg_store.get_run("r")
+    assert run is not None and run.remaining == 5
+    async with pg_store.run_transaction("r") as tx:
+        await tx.update_run("r", remaining_delta=-1)
+    run = await pg_store.get_run("r")
+    assert run is not None and run.remaining == 4
