@@ -77,9 +77,7 @@ class TriggerNotFoundError(FlowError):
         self.flow_id = flow_id
         self.trigger_key = trigger_key
         names = ", ".join(sorted(known)) or "none"
-        super().__init__(
-            f"flow {flow_id!r} has no trigger {trigger_key!r} (its triggers: {names})"
-        )
+        super().__init__(f"flow {flow_id!r} has no trigger {trigger_key!r} (its triggers: {names})")
 
 
 class InvalidOperationError(FlowError):
