@@ -113,6 +113,8 @@ def _wait_for(cli: Cli, predicate, timeout: float = 60.0) -> dict:  # type: igno
 
 
 def test_a_signal_from_another_process_resumes_the_run(cli: Cli) -> None:
+    # Create the schema first: two processes migrating one fresh SQLite file at once can race.
+    assert cli.run("db", "upgrade").returncode == 0
     proc = cli.popen("run", ORDER, "--body", '{"customerId": "c-9"}', "--json")
     try:
         run = _wait_for(cli, lambda r: r["steps"].get("approve", {}).get("status") == "Waiting")
@@ -153,6 +155,7 @@ def test_a_killed_run_is_finished_by_resume(cli: Cli, tmp_path: Path) -> None:
             return inputs["i"]
     """)
     )
+    assert cli.run("db", "upgrade").returncode == 0
     proc = cli.popen("run", str(flow))
     try:
         _wait_for(cli, lambda r: sum(s["status"] == "Succeeded" for s in r["steps"].values()) >= 10)
