@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import RowMapping
 
@@ -18,6 +19,8 @@ from floworch.storage.records import (
     StepChanges,
     StepRecord,
 )
+
+R = TypeVar("R")
 
 STEP_FIELDS = (
     "step_type",
@@ -110,158 +113,72 @@ def to_step(row: RowMapping) -> StepRecord:
     return StepRecord(run_id=row["run_id"], step_key=row["step_key"], **values)
 
 
+def record_values(record: Any, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The column values of a record whose columns are named as its fields."""
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in exclude}
+
+
+def to_record(cls: type[R], row: RowMapping, **coerced: Any) -> R:
+    """A row as a record of ``cls``; ``coerced`` replaces columns that need a conversion."""
+    values = {f.name: row[f.name] for f in fields(cls) if f.name not in coerced}  # type: ignore[arg-type]
+    return cls(**values, **coerced)
+
+
 def attempt_values(attempt: AttemptRecord) -> dict[str, Any]:
     """The column values of an attempt row."""
-    return {
-        "run_id": attempt.run_id,
-        "step_key": attempt.step_key,
-        "attempt": attempt.attempt,
-        "seq": attempt.seq,
-        "status": str(attempt.status),
-        "started_at": attempt.started_at,
-        "completed_at": attempt.completed_at,
-        "output": attempt.output,
-        "error": attempt.error,
-    }
+    return {**record_values(attempt), "status": str(attempt.status)}
 
 
 def to_attempt(row: RowMapping) -> AttemptRecord:
     """An attempt row as a record."""
-    return AttemptRecord(
-        run_id=row["run_id"],
-        step_key=row["step_key"],
-        attempt=row["attempt"],
-        seq=row["seq"],
-        status=StepStatus(row["status"]),
-        started_at=row["started_at"],
-        completed_at=row["completed_at"],
-        output=row["output"],
-        error=row["error"],
-    )
+    return to_record(AttemptRecord, row, status=StepStatus(row["status"]))
 
 
 def dispatch_values(dispatch: DispatchRecord) -> dict[str, Any]:
     """The column values of a ledger row."""
-    return {
-        "run_id": dispatch.run_id,
-        "step_key": dispatch.step_key,
-        "seq": dispatch.seq,
-        "flow_id": dispatch.flow_id,
-        "due_at": dispatch.due_at,
-        "created_at": dispatch.created_at,
-        "sent_at": dispatch.sent_at,
-    }
+    return record_values(dispatch)
 
 
 def to_dispatch(row: RowMapping) -> DispatchRecord:
     """A ledger row as a record."""
-    return DispatchRecord(
-        run_id=row["run_id"],
-        step_key=row["step_key"],
-        seq=row["seq"],
-        flow_id=row["flow_id"],
-        due_at=row["due_at"],
-        created_at=row["created_at"],
-        sent_at=row["sent_at"],
-    )
+    return to_record(DispatchRecord, row)
 
 
 def waiter_values(waiter: SignalWaiter) -> dict[str, Any]:
     """The column values of a signal-waiter row."""
-    return {
-        "run_id": waiter.run_id,
-        "step_key": waiter.step_key,
-        "signal_name": waiter.signal_name,
-        "created_at": waiter.created_at,
-        "expires_at": waiter.expires_at,
-        "delivered_at": waiter.delivered_at,
-        "payload": waiter.payload,
-    }
+    return record_values(waiter)
 
 
 def to_waiter(row: RowMapping) -> SignalWaiter:
     """A signal-waiter row as a record."""
-    return SignalWaiter(
-        run_id=row["run_id"],
-        step_key=row["step_key"],
-        signal_name=row["signal_name"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        delivered_at=row["delivered_at"],
-        payload=row["payload"],
-    )
+    return to_record(SignalWaiter, row)
 
 
 def event_values(event: EventRecord) -> dict[str, Any]:
     """The column values of an event row (the database numbers it)."""
-    return {
-        "run_id": event.run_id,
-        "kind": event.kind,
-        "at": event.at,
-        "step_key": event.step_key,
-        "message": event.message,
-        "data": event.data,
-    }
+    return record_values(event, exclude=frozenset({"event_id"}))
 
 
 def to_event(row: RowMapping) -> EventRecord:
     """An event row as a record."""
-    return EventRecord(
-        run_id=row["run_id"],
-        kind=row["kind"],
-        at=row["at"],
-        step_key=row["step_key"],
-        message=row["message"],
-        data=row["data"],
-        event_id=int(row["event_id"]),
-    )
+    return to_record(EventRecord, row, event_id=int(row["event_id"]))
 
 
 def schedule_values(state: ScheduleState) -> dict[str, Any]:
     """The column values of a schedule-state row."""
-    return {
-        "flow_id": state.flow_id,
-        "trigger_key": state.trigger_key,
-        "paused": state.paused,
-        "cron_override": state.cron_override,
-        "last_fire_at": state.last_fire_at,
-        "next_fire_at": state.next_fire_at,
-        "pending_sequence_number": state.pending_sequence_number,
-        "updated_at": state.updated_at,
-    }
+    return record_values(state)
 
 
 def to_schedule(row: RowMapping) -> ScheduleState:
     """A schedule-state row as a record."""
-    return ScheduleState(
-        flow_id=row["flow_id"],
-        trigger_key=row["trigger_key"],
-        paused=bool(row["paused"]),
-        cron_override=row["cron_override"],
-        last_fire_at=row["last_fire_at"],
-        next_fire_at=row["next_fire_at"],
-        pending_sequence_number=row["pending_sequence_number"],
-        updated_at=row["updated_at"],
-    )
+    return to_record(ScheduleState, row, paused=bool(row["paused"]))
 
 
 def flow_values(flow: FlowRecord) -> dict[str, Any]:
     """The column values of a flow row."""
-    return {
-        "flow_id": flow.flow_id,
-        "version": flow.version,
-        "manifest": flow.manifest,
-        "enabled": flow.enabled,
-        "updated_at": flow.updated_at,
-    }
+    return record_values(flow)
 
 
 def to_flow(row: RowMapping) -> FlowRecord:
     """A flow row as a record."""
-    return FlowRecord(
-        flow_id=row["flow_id"],
-        version=row["version"],
-        manifest=row["manifest"],
-        enabled=bool(row["enabled"]),
-        updated_at=row["updated_at"],
-    )
+    return to_record(FlowRecord, row, enabled=bool(row["enabled"]))
