@@ -125,7 +125,7 @@ async def _take_over(core: EngineCore, now: datetime, settings: ReconcilerSettin
                 expect_seq=step.seq,
                 expect_statuses=(StepStatus.RUNNING,),
             )
-            if updated is None or updated.lease_expires_at is not None:
+            if updated is None:
                 continue
             await t.ledger([(step.step_key, step.step_type, step.seq + 1, now)])
             t.event(
