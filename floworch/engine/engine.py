@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,7 +85,7 @@ class Engine:
         registry = flows if isinstance(flows, FlowRegistry) else FlowRegistry(flows)
         handler_registry = handlers if handlers is not None else default_registry
         if check_handlers:
-            _check_handlers(registry, handler_registry)
+            verify_handlers(registry, handler_registry)
         self.core = EngineCore(
             store=store,
             dispatcher=dispatcher,
@@ -388,22 +388,17 @@ class Engine:
         trigger = flow.triggers.get(trigger_key)
         if not isinstance(trigger, CronTrigger):
             raise TriggerNotFoundError(flow_id, trigger_key, list(flow.triggers))
-        state = await self.store.get_schedule_state(flow_id, trigger_key)
-        if state is not None and state.paused:
-            return None
         async with self.store.transaction() as tx:
+            state = await tx.get_schedule_state(flow_id, trigger_key) or ScheduleState(
+                flow_id, trigger_key
+            )
+            if state.paused:
+                return None
             if not await tx.record_cron_fire(flow_id, trigger_key, fire_time, None):
                 return None
-            await tx.put_schedule_state(
-                ScheduleState(
-                    flow_id,
-                    trigger_key,
-                    paused=False,
-                    cron_override=state.cron_override if state else None,
-                    last_fire_at=fire_time,
-                    updated_at=self.clock.now(),
-                )
-            )
+            if state.last_fire_at is None or fire_time > state.last_fire_at:
+                state = replace(state, last_fire_at=fire_time, updated_at=self.clock.now())
+                await tx.put_schedule_state(state)
         return await self.trigger(
             flow_id,
             trigger_key,
@@ -429,20 +424,21 @@ class Engine:
             raise TriggerNotFoundError(flow_id, trigger_key, list(flow.triggers))
         if cron_override is not None and (problem := cron_problem(cron_override)):
             raise FlowValidationError([ValidationIssue("cron", problem)])
-        state = await self.store.get_schedule_state(flow_id, trigger_key) or ScheduleState(
-            flow_id, trigger_key
-        )
-        new = ScheduleState(
-            flow_id,
-            trigger_key,
-            paused=state.paused if paused is None else paused,
-            cron_override=None if clear_override else (cron_override or state.cron_override),
-            last_fire_at=state.last_fire_at,
-            next_fire_at=state.next_fire_at,
-            pending_sequence_number=state.pending_sequence_number,
-            updated_at=self.clock.now(),
-        )
         async with self.store.transaction() as tx:
+            state = await tx.get_schedule_state(flow_id, trigger_key) or ScheduleState(
+                flow_id, trigger_key
+            )
+            override = None if clear_override else (cron_override or state.cron_override)
+            new = replace(
+                state,
+                paused=state.paused if paused is None else paused,
+                cron_override=override,
+                updated_at=self.clock.now(),
+            )
+            if override != state.cron_override:
+                # The pending tick belongs to the old expression: a cron hub cancels it (by
+                # pending_sequence_number) and seeds the new chain when it sees no next fire.
+                new = replace(new, next_fire_at=None)
             await tx.put_schedule_state(new)
         return new
 
@@ -524,7 +520,7 @@ def _skipped_downstream(
     return found
 
 
-def _check_handlers(flows: FlowRegistry, handlers: HandlerRegistry) -> None:
+def verify_handlers(flows: FlowRegistry, handlers: HandlerRegistry) -> None:
     issues: list[ValidationIssue] = []
     known = sorted(set(handlers.types()) | BUILTIN_STEP_TYPES)
 

@@ -267,6 +267,9 @@ class MemoryTx:
 
     # -- schedules -----------------------------------------------------------------------------
 
+    async def get_schedule_state(self, flow_id: str, trigger_key: str) -> ScheduleState | None:
+        return self._s.schedules.get((flow_id, trigger_key))
+
     async def put_schedule_state(self, state: ScheduleState) -> None:
         self._set(self._s.schedules, (state.flow_id, state.trigger_key), state)
 

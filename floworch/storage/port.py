@@ -131,6 +131,11 @@ class StoreTx(Protocol):
 
     # -- schedules -----------------------------------------------------------------------------
 
+    async def get_schedule_state(self, flow_id: str, trigger_key: str) -> ScheduleState | None:
+        """Reads one cron trigger's state and locks it until commit where the database can
+        (``FOR UPDATE``; SQLite's write transaction already excludes other writers), so a
+        read-modify-write never loses a concurrent pause or override."""
+
     async def put_schedule_state(self, state: ScheduleState) -> None:
         """Creates or replaces the schedule state of one cron trigger."""
 

@@ -16,6 +16,7 @@ The suite ships in the package so that authors of custom stores can run it too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -555,6 +556,30 @@ class StoreContract:
         async with store.transaction() as tx:
             assert await tx.record_cron_fire("f", "nightly", T0, "r2") is False
             assert await tx.record_cron_fire("f", "nightly", T0 + timedelta(days=1), None) is True
+
+    async def test_schedule_read_modify_write_in_a_transaction_loses_nothing(
+        self, store: Any
+    ) -> None:
+        async with store.transaction() as tx:
+            assert await tx.get_schedule_state("f", "tick") is None
+            await tx.put_schedule_state(ScheduleState("f", "tick", paused=False))
+            seen = await tx.get_schedule_state("f", "tick")
+            assert seen is not None and seen.paused is False
+
+        async def bump(field: str) -> None:
+            async with store.transaction() as tx:
+                state = await tx.get_schedule_state("f", "tick")
+                assert state is not None
+                await asyncio.sleep(0.01)  # widen the window a lost update would need
+                if field == "paused":
+                    state = dataclasses.replace(state, paused=True)
+                else:
+                    state = dataclasses.replace(state, pending_sequence_number=42)
+                await tx.put_schedule_state(state)
+
+        await asyncio.gather(bump("paused"), bump("pending"))
+        got = await store.get_schedule_state("f", "tick")
+        assert got is not None and got.paused is True and got.pending_sequence_number == 42
 
     # -- reconciler scans and retention ------------------------------------------------------
 

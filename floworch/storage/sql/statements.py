@@ -281,6 +281,15 @@ def set_flow_enabled(flow_id: str, enabled: bool, now: datetime) -> Update:
     return update(flows).where(flows.c.flow_id == flow_id).values(enabled=enabled, updated_at=now)
 
 
+def select_schedule_for_update(flow_id: str, trigger_key: str) -> Select[Any]:
+    """One schedule state, row-locked until commit (PostgreSQL/SQL Server; SQLite ignores it)."""
+    return (
+        select(schedule_states)
+        .where(schedule_states.c.flow_id == flow_id, schedule_states.c.trigger_key == trigger_key)
+        .with_for_update()
+    )
+
+
 def select_schedules() -> Select[Any]:
     """Every schedule state, by flow and trigger."""
     return select(schedule_states).order_by(

@@ -263,6 +263,15 @@ class SqlTx:
     # -- schedules -----------------------------------------------------------------------------
 
     @translated
+    async def get_schedule_state(self, flow_id: str, trigger_key: str) -> ScheduleState | None:
+        found = (
+            (await self._conn.execute(st.select_schedule_for_update(flow_id, trigger_key)))
+            .mappings()
+            .first()
+        )
+        return rows.to_schedule(found) if found else None
+
+    @translated
     async def put_schedule_state(self, state: ScheduleState) -> None:
         await upsert(self._conn, t.schedule_states, rows.schedule_values(state), _SCHEDULE_COLUMNS)
 
