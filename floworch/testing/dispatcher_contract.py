@@ -129,7 +129,8 @@ class DispatcherContract:
     ) -> None:
         (later,) = _envelopes(1)
         (now,) = _envelopes(1)
-        at = datetime.now(UTC) + timedelta(seconds=0.5)
+        # Far enough ahead that a transport's first call (opening links) cannot eat it up.
+        at = datetime.now(UTC) + timedelta(seconds=2)
         await harness.dispatcher.schedule(later, at)
         await harness.dispatcher.enqueue([now])
         await received.wait_for(1, harness.timeout)

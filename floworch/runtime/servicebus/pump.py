@@ -1,0 +1,281 @@
+"""A message pump: receives from one queue or subscription in peek-lock, runs a handler per
+message with bounded concurrency, renews locks while it works, and settles each message by the
+handler's verdict. The step processor, the cron hub and the trigger queue all run on pumps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from azure.core.exceptions import AzureError
+from azure.servicebus import ServiceBusReceivedMessage
+from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
+
+log = logging.getLogger("floworch.runtime.servicebus.pump")
+
+
+@dataclass(frozen=True)
+class Complete:
+    """The message was handled (or is a harmless duplicate): remove it."""
+
+
+@dataclass(frozen=True)
+class Abandon:
+    """An infrastructure problem (database down, send failure): let Service Bus redeliver it."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """The message can never succeed: move it to the dead-letter queue with a reason."""
+
+    reason: str
+    description: str
+
+
+Verdict = Complete | Abandon | DeadLetter
+MessageHandler = Callable[[ServiceBusReceivedMessage], Awaitable[Verdict]]
+
+COMPLETE = Complete()
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a pump receives from: a queue, or a topic subscription."""
+
+    queue: str | None = None
+    topic: str | None = None
+    subscription: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.queue is None) == (self.topic is None or self.subscription is None):
+            raise ValueError("a pump source is a queue, or a topic and a subscription")
+
+    def __str__(self) -> str:
+        return self.queue or f"{self.topic}/Subscriptions/{self.subscription}"
+
+    def receiver(self, client: ServiceBusClient, prefetch: int) -> ServiceBusReceiver:
+        if self.queue is not None:
+            return client.get_queue_receiver(self.queue, prefetch_count=prefetch)
+        assert self.topic is not None and self.subscription is not None
+        return client.get_subscription_receiver(
+            self.topic, self.subscription, prefetch_count=prefetch
+        )
+
+
+@dataclass
+class PumpStats:
+    """What a pump did, for health reports and tests."""
+
+    received: int = 0
+    completed: int = 0
+    abandoned: int = 0
+    dead_lettered: int = 0
+    settle_failures: int = 0
+    receive_failures: int = 0
+
+
+class MessagePump:
+    """Runs ``handler`` on every message of ``source`` until stopped.
+
+    Args:
+        client: the process's long-lived client.
+        source: queue or subscription.
+        handler: decides each message's verdict; an exception it raises abandons the message.
+        concurrency: messages handled at once.
+        prefetch: messages fetched ahead.
+        max_lock_renewal: how long locks are kept alive while the handler works.
+        receive_wait: the longest single receive wait (how quickly a stop is noticed).
+    """
+
+    def __init__(
+        self,
+        client: ServiceBusClient,
+        source: Source,
+        handler: MessageHandler,
+        *,
+        concurrency: int = 8,
+        prefetch: int = 0,
+        max_lock_renewal: timedelta = timedelta(minutes=5),
+        receive_wait: float = 1.0,
+    ) -> None:
+        self.source = source
+        self._client = client
+        self._handler = handler
+        self._concurrency = concurrency
+        self._prefetch = prefetch
+        self._max_lock_renewal = max_lock_renewal.total_seconds()
+        self._receive_wait = receive_wait
+        self._stopping = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._receiving = asyncio.Event()
+        self._grace = 30.0
+        self.stats = PumpStats()
+
+    @property
+    def running(self) -> bool:
+        """Whether the receive loop is alive."""
+        return self._task is not None and not self._task.done()
+
+    @property
+    def receiving(self) -> bool:
+        """Whether the receiver link is open (ready)."""
+        return self._receiving.is_set() and self.running
+
+    @property
+    def inflight(self) -> int:
+        """Messages being handled now."""
+        return len(self._inflight)
+
+    def start(self) -> None:
+        """Starts the receive loop on the running event loop."""
+        if self._task is not None:
+            raise RuntimeError(f"the pump on {self.source} is already started")
+        self._task = asyncio.create_task(self._run(), name=f"floworch-pump-{self.source}")
+
+    async def wait_receiving(self, timeout: float) -> None:
+        """Waits until the receiver link is open."""
+        await asyncio.wait_for(self._receiving.wait(), timeout)
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stops receiving, lets handlers in flight finish for up to ``grace`` seconds, abandons
+        the rest, and closes the receiver."""
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._grace = grace
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._receive_until_stopped()
+                return
+            except asyncio.CancelledError:
+                raise
+            except AzureError as exc:
+                self.stats.receive_failures += 1
+                self._receiving.clear()
+                log.warning(
+                    "receiving from %s failed (%s); reconnecting in %.1f s",
+                    self.source,
+                    exc,
+                    backoff,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _receive_until_stopped(self) -> None:
+        receiver = self.source.receiver(self._client, self._prefetch)
+        renewer = AutoLockRenewer(max_lock_renewal_duration=self._max_lock_renewal)
+        try:
+            async with receiver:
+                self._receiving.set()
+                while not self._stopping.is_set():
+                    await self._slots.acquire()
+                    free = 1
+                    while free < self._concurrency and not self._slots.locked():
+                        await self._slots.acquire()
+                        free += 1
+                    try:
+                        messages = await receiver.receive_messages(
+                            max_message_count=free, max_wait_time=self._receive_wait
+                        )
+                    except BaseException:
+                        for _ in range(free):
+                            self._slots.release()
+                        raise
+                    for _ in range(free - len(messages)):
+                        self._slots.release()
+                    for message in messages:
+                        self.stats.received += 1
+                        renewer.register(receiver, message)
+                        task = asyncio.create_task(self._handle(receiver, message))
+                        self._inflight.add(task)
+                        task.add_done_callback(self._inflight.discard)
+                await self._drain()
+        finally:
+            self._receiving.clear()
+            await renewer.close()
+
+    async def _drain(self) -> None:
+        if not self._inflight:
+            return
+        _, pending = await asyncio.wait(set(self._inflight), timeout=self._grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning(
+                "%d message(s) from %s still running after the %.0f s grace period; abandoned",
+                len(pending),
+                self.source,
+                self._grace,
+            )
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _handle(
+        self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage
+    ) -> None:
+        try:
+            try:
+                verdict = await self._handler(message)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._settle(receiver, message, Abandon("worker stopping")))
+                raise
+            except Exception as exc:
+                log.exception("handling message %s from %s failed", message.message_id, self.source)
+                verdict = Abandon(f"{type(exc).__name__}: {exc}")
+            await self._settle(receiver, message, verdict)
+        finally:
+            self._slots.release()
+
+    async def _settle(
+        self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage, verdict: Verdict
+    ) -> None:
+        try:
+            if isinstance(verdict, Complete):
+                await receiver.complete_message(message)
+                self.stats.completed += 1
+            elif isinstance(verdict, Abandon):
+                log.warning(
+                    "abandoning message %s from %s (delivery %s): %s",
+                    message.message_id,
+                    self.source,
+                    message.delivery_count,
+                    verdict.why,
+                )
+                await receiver.abandon_message(message)
+                self.stats.abandoned += 1
+            else:
+                log.error(
+                    "dead-lettering message %s from %s: %s: %s",
+                    message.message_id,
+                    self.source,
+                    verdict.reason,
+                    verdict.description,
+                )
+                await receiver.dead_letter_message(
+                    message, reason=verdict.reason, error_description=verdict.description[:1024]
+                )
+                self.stats.dead_lettered += 1
+        except AzureError as exc:
+            # The lock was lost or the link broke: Service Bus redelivers the message, and the
+            # step claim makes that redelivery harmless.
+            self.stats.settle_failures += 1
+            log.warning(
+                "settling message %s from %s failed (%s); it will be redelivered",
+                message.message_id,
+                self.source,
+                exc,
+            )

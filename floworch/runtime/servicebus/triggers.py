@@ -1,0 +1,148 @@
+"""Runs started by Service Bus messages: the ``flow-triggers`` queue (and any queue a flow's
+``ServiceBus`` trigger names).
+
+A trigger message has application property ``FlowId`` (optional ``TriggerKey`` and
+``IdempotencyKey``; the idempotency key defaults to the message id) and a JSON body that becomes
+the run's trigger body. Application properties other than those are passed as trigger headers.
+Each idempotency key starts at most one run, however often the message is delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from azure.core.exceptions import AzureError
+from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
+from azure.servicebus.aio import ServiceBusClient
+
+from floworch.engine.engine import Engine
+from floworch.errors import (
+    FlowNotFoundError,
+    StorageError,
+    TransportError,
+    TriggerNotFoundError,
+)
+from floworch.runtime.servicebus.messages import application_property, body_bytes
+from floworch.runtime.servicebus.names import DEFAULT_TRIGGERS_QUEUE
+from floworch.runtime.servicebus.pump import COMPLETE, Abandon, DeadLetter, Verdict
+
+REASON_NO_FLOW_ID = "FlowIdMissing"
+REASON_UNKNOWN_FLOW = "UnknownFlow"
+REASON_UNKNOWN_TRIGGER = "UnknownTrigger"
+REASON_BAD_BODY = "BodyNotJson"
+REASON_FLOW_DISABLED = "FlowDisabled"
+_RESERVED = {"FlowId", "TriggerKey", "IdempotencyKey"}
+
+
+def trigger_message(
+    flow_id: str,
+    body: Any = None,
+    *,
+    trigger_key: str | None = None,
+    idempotency_key: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> ServiceBusMessage:
+    """A message that starts one run of ``flow_id`` when it reaches a trigger queue."""
+    properties: dict[str | bytes, Any] = {"FlowId": flow_id}
+    if trigger_key:
+        properties["TriggerKey"] = trigger_key
+    key = idempotency_key or uuid.uuid4().hex
+    properties["IdempotencyKey"] = key
+    for name, value in (headers or {}).items():
+        if name in _RESERVED:
+            raise ValueError(f"header {name!r} is reserved for the trigger message contract")
+        properties[name] = value
+    return ServiceBusMessage(
+        json.dumps(body, separators=(",", ":")),
+        message_id=key,
+        content_type="application/json",
+        application_properties=properties,
+    )
+
+
+async def send_trigger(
+    client: ServiceBusClient,
+    flow_id: str,
+    body: Any = None,
+    *,
+    queue: str = DEFAULT_TRIGGERS_QUEUE,
+    trigger_key: str | None = None,
+    idempotency_key: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Sends a trigger message; returns its idempotency key (a new one unless given).
+
+    Raises:
+        TransportError: the message could not be sent.
+    """
+    message = trigger_message(
+        flow_id, body, trigger_key=trigger_key, idempotency_key=idempotency_key, headers=headers
+    )
+    try:
+        async with client.get_queue_sender(queue) as sender:
+            await sender.send_messages(message)
+    except AzureError as exc:
+        raise TransportError(f"sending a trigger of {flow_id!r} to queue {queue!r}: {exc}") from exc
+    return str(message.message_id)
+
+
+class TriggerMessageHandler:
+    """The pump handler of trigger queues: one run per idempotency key."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.started = 0
+
+    async def __call__(self, message: ServiceBusReceivedMessage) -> Verdict:
+        flow_id = application_property(message, "FlowId")
+        if not flow_id:
+            return DeadLetter(
+                REASON_NO_FLOW_ID,
+                "a trigger message needs application property FlowId naming the flow to start",
+            )
+        raw = body_bytes(message)
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            return DeadLetter(REASON_BAD_BODY, f"the trigger body is not JSON: {exc}")
+        headers = {}
+        for name, value in (message.application_properties or {}).items():
+            text = name.decode() if isinstance(name, bytes) else str(name)
+            if text not in _RESERVED:
+                headers[text] = value.decode() if isinstance(value, bytes) else str(value)
+        key = application_property(message, "IdempotencyKey") or str(message.message_id)
+        trigger_key = application_property(message, "TriggerKey")
+        flow = self._engine.flows.find(flow_id)
+        if trigger_key is None and flow is not None:
+            # A flow that declares a ServiceBus trigger starts through it by default.
+            trigger_key = next(
+                (k for k, t in flow.triggers.items() if t.type == "ServiceBus"), None
+            )
+        try:
+            result = await self._engine.trigger(
+                flow_id,
+                trigger_key,
+                body,
+                headers,
+                idempotency_key=key,
+            )
+        except FlowNotFoundError as exc:
+            return DeadLetter(
+                REASON_UNKNOWN_FLOW,
+                f"{exc}; this worker runs {', '.join(self._engine.flows.ids()) or 'no flows'}",
+            )
+        except TriggerNotFoundError as exc:
+            return DeadLetter(REASON_UNKNOWN_TRIGGER, str(exc))
+        except (StorageError, TransportError) as exc:
+            return Abandon(f"{type(exc).__name__}: {exc}")
+        if result.disabled:
+            return DeadLetter(
+                REASON_FLOW_DISABLED,
+                f"flow {flow_id!r} is disabled; enable it and resubmit this message from the "
+                "dead-letter queue",
+            )
+        if result.run_id is not None and not result.duplicate:
+            self.started += 1
+        return COMPLETE

@@ -1,0 +1,82 @@
+"""Fixtures of the Service Bus runtime tests: one emulator per module, a fresh topic per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from floworch.emulator import ServiceBusEmulator
+from floworch.emulator.entities import (
+    CorrelationFilter,
+    QueueSettings,
+    RuleSettings,
+    SubscriptionSettings,
+    TopicSettings,
+)
+from floworch.runtime.servicebus.config import ServiceBusSettings
+from floworch.runtime.servicebus.names import FLOW_RULE_NAME, subscription_name
+from floworch.testing.servicebus import start_servicebus_emulator
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[ServiceBusEmulator]:
+    emu = start_servicebus_emulator()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def declare_entities(
+    emulator: ServiceBusEmulator,
+    flow_ids: list[str],
+    *,
+    duplicate_detection: bool = True,
+    lock_seconds: int = 60,
+    max_delivery_count: int = 10,
+) -> ServiceBusSettings:
+    """Creates a fresh steps topic (one subscription per flow), cron and trigger queues."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = ServiceBusSettings(
+        steps_topic=f"steps-{suffix}",
+        cron_queue=f"cron-{suffix}",
+        triggers_queue=f"triggers-{suffix}",
+        receive_wait=0.5,
+    )
+
+    lock = timedelta(seconds=lock_seconds)
+    emulator.backend.create_topic(
+        TopicSettings(name=settings.steps_topic, requires_duplicate_detection=duplicate_detection)
+    )
+    for flow_id in flow_ids:
+        sub = subscription_name(flow_id)
+        emulator.backend.create_subscription(
+            SubscriptionSettings(
+                topic_name=settings.steps_topic,
+                name=sub,
+                lock_duration=lock,
+                max_delivery_count=max_delivery_count,
+            )
+        )
+        emulator.backend.delete_rule(settings.steps_topic, sub, "$Default")
+        emulator.backend.create_rule(
+            RuleSettings(
+                topic_name=settings.steps_topic,
+                subscription_name=sub,
+                name=FLOW_RULE_NAME,
+                filter=CorrelationFilter(properties={"FlowId": flow_id}),
+            )
+        )
+    for queue in (settings.cron_queue, settings.triggers_queue):
+        emulator.backend.create_queue(
+            QueueSettings(
+                name=queue,
+                requires_duplicate_detection=True,
+                lock_duration=lock,
+                max_delivery_count=max_delivery_count,
+            )
+        )
+    return settings
