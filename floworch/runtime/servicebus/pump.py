@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from azure.core.exceptions import AzureError
 from azure.servicebus import ServiceBusReceivedMessage
@@ -78,6 +79,7 @@ class PumpStats:
     dead_lettered: int = 0
     settle_failures: int = 0
     receive_failures: int = 0
+    lock_renew_failures: int = 0
 
 
 class MessagePump:
@@ -178,7 +180,10 @@ class MessagePump:
 
     async def _receive_until_stopped(self) -> None:
         receiver = self.source.receiver(self._client, self._prefetch)
-        renewer = AutoLockRenewer(max_lock_renewal_duration=self._max_lock_renewal)
+        renewer = AutoLockRenewer(
+            max_lock_renewal_duration=self._max_lock_renewal,
+            on_lock_renew_failure=self._lock_renew_failed,
+        )
         try:
             async with receiver:
                 self._receiving.set()
@@ -208,6 +213,15 @@ class MessagePump:
         finally:
             self._receiving.clear()
             await renewer.close()
+
+    async def _lock_renew_failed(self, renewable: Any, error: Exception | None) -> None:
+        self.stats.lock_renew_failures += 1
+        log.warning(
+            "renewing the lock of message %s from %s failed: %r",
+            getattr(renewable, "message_id", "?"),
+            self.source,
+            error,
+        )
 
     async def _drain(self) -> None:
         if not self._inflight:

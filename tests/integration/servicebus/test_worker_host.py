@@ -403,3 +403,29 @@ async def test_disabling_a_flow_stops_its_receiver_and_health_reports_it(
         assert started.run_id is not None
         run = await host.engine.wait_for_run(started.run_id, timeout=30)
     assert run.status == "Succeeded"
+
+
+async def test_a_step_longer_than_the_message_lock_keeps_its_lock(
+    emulator: ServiceBusEmulator, store: Store
+) -> None:
+    reg = HandlerRegistry()
+    calls: Counter[str] = Counter()
+
+    @reg.handler("Long")
+    async def long_step(ctx: StepContext, inputs: Any) -> Any:
+        calls[ctx.step_key] += 1
+        await asyncio.sleep(7)  # well past the subscription's 3 s lock
+        return "done"
+
+    flow = manifest("long", {"a": {"type": "Long"}})
+    sb = declare_entities(emulator, ["long"], lock_seconds=3)
+    async with worker(emulator, store, [flow], reg, sb) as host:
+        await host.wait_receiving()
+        started = await host.engine.trigger("long")
+        assert started.run_id is not None
+        run = await host.engine.wait_for_run(started.run_id, timeout=60)
+        pump = host.step_pumps["long"]
+    assert run.status == "Succeeded"
+    assert calls == Counter({"a": 1})
+    assert pump.stats.received == 1 and pump.stats.completed == 1
+    assert pump.stats.settle_failures == 0
