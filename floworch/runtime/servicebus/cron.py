@@ -15,6 +15,7 @@ pending tick, or whose tick is overdue (lost), applying the trigger's missed-fir
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, replace
@@ -114,6 +115,7 @@ class CronHub:
         self._queue = queue
         self._lost_after = lost_after
         self._sender: ServiceBusSender | None = None
+        self._sender_lock = asyncio.Lock()
         self.fired = 0
         self.lags: list[float] = []
         """Seconds between each fire time and the moment its run was started (for figures)."""
@@ -142,9 +144,10 @@ class CronHub:
 
     async def _schedule(self, tick: CronTick) -> int:
         try:
-            [sequence] = await self._get_sender().schedule_messages(
-                tick.to_message(), tick.fire_time
-            )
+            async with self._sender_lock:  # the SDK's async sender is not safe concurrently
+                [sequence] = await self._get_sender().schedule_messages(
+                    tick.to_message(), tick.fire_time
+                )
         except AzureError as exc:
             raise TransportError(
                 f"scheduling cron tick {tick.message_id} on queue {self._queue!r} failed: {exc}"
@@ -153,7 +156,8 @@ class CronHub:
 
     async def _cancel(self, sequence: int) -> None:
         try:
-            await self._get_sender().cancel_scheduled_messages(sequence)
+            async with self._sender_lock:
+                await self._get_sender().cancel_scheduled_messages(sequence)
         except AzureError as exc:
             # Already delivered or cancelled by another replica: its tick dies on arrival anyway,
             # since it carries the old expression.

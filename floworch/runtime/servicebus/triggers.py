@@ -9,6 +9,7 @@ Each idempotency key starts at most one run, however often the message is delive
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -72,7 +73,8 @@ async def send_trigger(
     idempotency_key: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> str:
-    """Sends a trigger message; returns its idempotency key (a new one unless given).
+    """Sends one trigger message (opening a sender for it: use :class:`TriggerSender` to start
+    many runs); returns its idempotency key (a new one unless given).
 
     Raises:
         TransportError: the message could not be sent.
@@ -86,6 +88,51 @@ async def send_trigger(
     except AzureError as exc:
         raise TransportError(f"sending a trigger of {flow_id!r} to queue {queue!r}: {exc}") from exc
     return str(message.message_id)
+
+
+class TriggerSender:
+    """A long-lived sender of trigger messages, for applications that start many runs (one
+    sender link for all of them; use ``async with``)."""
+
+    def __init__(self, client: ServiceBusClient, *, queue: str = DEFAULT_TRIGGERS_QUEUE) -> None:
+        self._sender = client.get_queue_sender(queue)
+        self._queue = queue
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> TriggerSender:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def send(
+        self,
+        flow_id: str,
+        body: Any = None,
+        *,
+        trigger_key: str | None = None,
+        idempotency_key: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Sends one trigger message; returns its idempotency key.
+
+        Raises:
+            TransportError: the message could not be sent.
+        """
+        message = trigger_message(
+            flow_id, body, trigger_key=trigger_key, idempotency_key=idempotency_key, headers=headers
+        )
+        try:
+            async with self._lock:  # the SDK's async sender is not safe for concurrent use
+                await self._sender.send_messages(message)
+        except AzureError as exc:
+            raise TransportError(
+                f"sending a trigger of {flow_id!r} to queue {self._queue!r}: {exc}"
+            ) from exc
+        return str(message.message_id)
+
+    async def close(self) -> None:
+        await self._sender.close()
 
 
 class TriggerMessageHandler:

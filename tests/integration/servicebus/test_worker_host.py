@@ -26,7 +26,7 @@ from floworch.hosting.worker import WorkerHost, WorkerSettings
 from floworch.model import load_manifest
 from floworch.runtime.servicebus.config import ServiceBusConnection, ServiceBusSettings
 from floworch.runtime.servicebus.names import subscription_name
-from floworch.runtime.servicebus.triggers import send_trigger
+from floworch.runtime.servicebus.triggers import TriggerSender, send_trigger
 from floworch.storage.factory import open_store
 from floworch.storage.port import Store
 
@@ -352,7 +352,8 @@ async def test_trigger_queue_starts_one_run_per_idempotency_key(
             await send_trigger(
                 client, "orders", {"orderId": "A-1"}, queue=sb.triggers_queue, idempotency_key="k-1"
             )
-        await send_trigger(client, "orders", {"orderId": "B-2"}, queue=sb.triggers_queue)
+        async with TriggerSender(client, queue=sb.triggers_queue) as sender:
+            await sender.send("orders", {"orderId": "B-2"}, headers={"X-Source": "test"})
         for _ in range(200):
             runs = await store.list_runs(_query("orders"))
             if len(runs) == 2 and all(r.status == "Succeeded" for r in runs):
