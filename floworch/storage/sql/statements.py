@@ -282,10 +282,13 @@ def set_flow_enabled(flow_id: str, enabled: bool, now: datetime) -> Update:
 
 
 def select_schedule_for_update(flow_id: str, trigger_key: str) -> Select[Any]:
-    """One schedule state, row-locked until commit (PostgreSQL/SQL Server; SQLite ignores it)."""
+    """One schedule state, row-locked until commit: ``FOR UPDATE`` on PostgreSQL, an
+    ``UPDLOCK`` table hint on SQL Server (SQLAlchemy renders no FOR UPDATE there); SQLite's
+    write transaction already excludes other writers."""
     return (
         select(schedule_states)
         .where(schedule_states.c.flow_id == flow_id, schedule_states.c.trigger_key == trigger_key)
+        .with_hint(schedule_states, "WITH (UPDLOCK, ROWLOCK)", "mssql")
         .with_for_update()
     )
 

@@ -96,6 +96,7 @@ def _samples(dialect: str) -> dict[str, list[Any]]:
         "select_flows": [st.select_flows()],
         "set_flow_enabled": [st.set_flow_enabled("f", False, T0)],
         "select_schedules": [st.select_schedules()],
+        "select_schedule_for_update": [st.select_schedule_for_update("f", "nightly")],
         "insert_ignoring_duplicates": [
             st.insert_ignoring_duplicates(table, dialect, returning_keys=returning)
             for table in (*st.TABLES_WITH_INSERT_ONCE, dispatches, flows)
@@ -224,3 +225,9 @@ def test_insert_once_uses_on_conflict_where_available() -> None:
 def test_prefix_query_escapes_like_wildcards() -> None:
     sql = _compile(st.select_steps_with_prefix("r", "a_%"), DIALECTS["postgresql"])
     assert "ESCAPE" in sql
+
+
+def test_schedule_lock_renders_a_row_lock_per_dialect() -> None:
+    stmt = st.select_schedule_for_update("f", "nightly")
+    assert "FOR UPDATE" in str(stmt.compile(dialect=postgresql.dialect()))
+    assert "UPDLOCK" in str(stmt.compile(dialect=mssql.dialect()))
