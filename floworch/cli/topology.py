@@ -1,0 +1,340 @@
+"""``floworch topology``: export, plan and apply the Service Bus entities the flows need."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from floworch.cli.loading import load_project, registry_of
+from floworch.cli.settings import Settings
+from floworch.errors import FlowValidationError
+from floworch.runtime.servicebus.topology import (
+    NamespaceBackend,
+    Plan,
+    Topology,
+    TopologyError,
+    TopologySettings,
+    apply_topology,
+    desired_topology,
+    plan_to_json,
+    plan_topology,
+    read_document,
+    render_document,
+    render_plan_text,
+    schema_reference,
+)
+from floworch.runtime.servicebus.topology.render import describe_change
+
+#: ``floworch topology plan`` exits with this when the namespace differs from the topology.
+EXIT_CHANGES_PENDING = 2
+DEFAULT_OUT = "topology/servicebus.json"
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _PlanCommand(click.Command):
+    """Usage errors exit 1 here (not click's 2), so that 2 always means "changes pending"."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(1)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.show()
+            sys.exit(1)
+
+
+def _default_credential() -> Any:
+    """The credential for ``--namespace`` and ``--arm`` (environment, managed identity, az)."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+# --- what the topology is ---------------------------------------------------------------------
+
+
+def _source_options(fn: _F) -> _F:
+    fn = click.option(
+        "--topic",
+        help="Name of the steps topic (default: FLOWORCH_STEPS_TOPIC, else flow-steps).",
+    )(fn)
+    fn = click.option(
+        "--flows",
+        "flows_path",
+        metavar="PATH",
+        help="Manifest file or directory of the flows (default: FLOWORCH_FLOWS).",
+    )(fn)
+    return fn
+
+
+def _desired(flows_path: str | None, topic: str | None) -> Topology:
+    env = Settings.from_env()
+    path = flows_path or env.flows
+    if not path:
+        raise click.UsageError("say which flows: --flows PATH or FLOWORCH_FLOWS")
+    if not Path(path).exists():
+        raise TopologyError(f"--flows: no such file or directory: {path}")
+    try:
+        manifests, _ = load_project(path)
+        registry = registry_of(manifests)
+    except FlowValidationError as exc:
+        # Exit 1, not 2: for `plan`, 2 means "changes pending".
+        raise TopologyError(str(exc)) from exc
+    return desired_topology(registry, TopologySettings(steps_topic=topic or env.steps_topic))
+
+
+def _wanted(flows_path: str | None, topic: str | None, topology_file: str | None) -> Topology:
+    if topology_file is None:
+        return _desired(flows_path, topic)
+    if flows_path or topic:
+        raise click.UsageError("give either --topology-file or --flows/--topic, not both")
+    return read_document(topology_file)
+
+
+# --- where the namespace is -------------------------------------------------------------------
+
+
+def _target_options(fn: _F) -> _F:
+    options = [
+        click.option(
+            "--topology-file",
+            type=click.Path(dir_okay=False),
+            help="Plan/apply this topology document instead of the flows' topology.",
+        ),
+        click.option(
+            "--connection",
+            help="Connection string with Manage rights (default: FLOWORCH_SERVICEBUS_CONNECTION).",
+        ),
+        click.option(
+            "--namespace",
+            help="Namespace host name, used with DefaultAzureCredential "
+            "(default: FLOWORCH_SERVICEBUS_NAMESPACE).",
+        ),
+        click.option(
+            "--ca-file",
+            type=click.Path(exists=True, dir_okay=False),
+            help="CA certificate to trust for TLS (the local emulator prints its own).",
+        ),
+        click.option(
+            "--arm",
+            is_flag=True,
+            help="Go through Azure Resource Manager (RBAC control plane) instead.",
+        ),
+        click.option("--subscription-id", help="ARM: the Azure subscription id."),
+        click.option("--resource-group", help="ARM: the namespace's resource group."),
+        click.option(
+            "--namespace-name",
+            help="ARM: the namespace name (default: the first label of --namespace).",
+        ),
+        click.option(
+            "--arm-endpoint",
+            default=DEFAULT_ARM_ENDPOINT,
+            show_default=True,
+            help="ARM: the Resource Manager endpoint (sovereign clouds, tests).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _host(namespace: str) -> str:
+    host = namespace.strip()
+    for scheme in ("sb://", "https://"):
+        if host.startswith(scheme):
+            host = host[len(scheme) :]
+    return host.rstrip("/")
+
+
+@contextmanager
+def _backend(options: dict[str, Any]) -> Iterator[NamespaceBackend]:
+    settings = Settings.from_env()
+    connection = options["connection"] or settings.servicebus_connection
+    namespace = options["namespace"] or settings.servicebus_namespace
+    # A few quick retries: enough for a blip, without minutes of back-off for a wrong address.
+    transport: dict[str, Any] = {"retry_total": 3, "retry_backoff_factor": 0.4}
+    if options["ca_file"]:
+        transport["connection_verify"] = options["ca_file"]
+    with ExitStack() as stack:
+        if options["arm"]:
+            yield _arm_backend(options, namespace, transport, stack)
+            return
+        from azure.servicebus.management import ServiceBusAdministrationClient
+
+        from floworch.runtime.servicebus.topology.admin import AdminNamespace
+
+        if connection and (options["connection"] or not options["namespace"]):
+            try:
+                client = ServiceBusAdministrationClient.from_connection_string(
+                    connection, **transport
+                )
+            except ValueError as exc:
+                raise TopologyError(f"invalid Service Bus connection string: {exc}") from exc
+        elif namespace:
+            credential = _default_credential()
+            stack.callback(credential.close)
+            client = ServiceBusAdministrationClient(_host(namespace), credential, **transport)
+        else:
+            raise click.UsageError(
+                "say which namespace: --connection (or FLOWORCH_SERVICEBUS_CONNECTION), "
+                "--namespace (or FLOWORCH_SERVICEBUS_NAMESPACE), or --arm with "
+                "--subscription-id, --resource-group and --namespace-name"
+            )
+        stack.enter_context(client)
+        yield AdminNamespace(client)
+
+
+def _arm_backend(
+    options: dict[str, Any], namespace: str | None, transport: dict[str, Any], stack: ExitStack
+) -> NamespaceBackend:
+    name = options["namespace_name"] or (_host(namespace).split(".")[0] if namespace else None)
+    missing = [
+        flag
+        for flag, value in (
+            ("--subscription-id", options["subscription_id"]),
+            ("--resource-group", options["resource_group"]),
+            ("--namespace-name", name),
+        )
+        if not value
+    ]
+    if missing or name is None:
+        raise click.UsageError(f"--arm needs {', '.join(missing)}")
+    from azure.mgmt.servicebus import ServiceBusManagementClient
+
+    from floworch.runtime.servicebus.topology.arm import ArmNamespace
+
+    credential = _default_credential()
+    stack.callback(credential.close)
+    client = ServiceBusManagementClient(
+        credential, options["subscription_id"], base_url=options["arm_endpoint"], **transport
+    )
+    stack.enter_context(client)
+    return ArmNamespace(client, options["resource_group"], name)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@click.group("topology")
+def topology_group() -> None:
+    """The Service Bus entities the flows need: export, plan, apply.
+
+    The topology is the steps topic with one subscription per flow (a correlation filter on
+    FlowId), the cron and triggers queues, and every queue a ServiceBus trigger names.
+    Entities the topology does not declare are reported, never deleted.
+    """
+
+
+@topology_group.command("export")
+@_source_options
+@click.option(
+    "--out",
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="Where to write the document; '-' writes to standard output.",
+)
+@click.option(
+    "--schema-ref",
+    help="The document's $schema (default: the shipped schema, relative to --out; '' for none).",
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when --out is out of date.")
+def export_command(
+    flows_path: str | None, topic: str | None, out: str, schema_ref: str | None, check: bool
+) -> None:
+    """Write the flows' topology as topology/servicebus.json (the emulator and Bicep read it)."""
+    desired = _desired(flows_path, topic)
+    if schema_ref is None:
+        schema_ref = schema_reference(Path(out if out != "-" else DEFAULT_OUT))
+    text = render_document(desired, schema=schema_ref or None)
+    if out == "-":
+        click.echo(text, nl=False)
+        return
+    path = Path(out)
+    if check:
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != text:
+            raise TopologyError(
+                f"{out} is out of date with the flows; run `floworch topology export --out {out}`"
+            )
+        click.echo(f"{out} is up to date")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    subs = sum(len(t.subscriptions) for t in desired.topics)
+    click.echo(
+        f"wrote {out}: {len(desired.topics)} topic(s), {subs} subscription(s), "
+        f"{len(desired.queues)} queue(s)"
+    )
+
+
+@topology_group.command("plan", cls=_PlanCommand)
+@_source_options
+@_target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_command(flows_path: str | None, topic: str | None, as_json: bool, **options: Any) -> None:
+    """Compare the namespace with the topology and print what apply would change.
+
+    Exit code: 0 when nothing would change, 2 when changes are pending (conflicts included),
+    1 on any error (as `terraform plan -detailed-exitcode`).
+    """
+    desired = _wanted(flows_path, topic, options.pop("topology_file"))
+    with _backend(options) as backend:
+        plan = plan_topology(backend, desired)
+    _print_plan(plan, as_json)
+    if plan.pending:
+        sys.exit(EXIT_CHANGES_PENDING)
+
+
+@topology_group.command("apply")
+@_source_options
+@_target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the applied plan as JSON.")
+def apply_command(flows_path: str | None, topic: str | None, as_json: bool, **options: Any) -> None:
+    """Create or update the entities so the namespace matches the topology.
+
+    Idempotent: a second apply changes nothing. Nothing is changed when a setting Service Bus
+    cannot change in place differs (a conflict; see `plan`).
+    """
+    desired = _wanted(flows_path, topic, options.pop("topology_file"))
+    echo = (lambda _change: None) if as_json else (lambda c: click.echo(describe_change(c)))
+    with _backend(options) as backend:
+        plan = apply_topology(backend, desired, on_change=echo)
+    if as_json:
+        click.echo(json.dumps(plan_to_json(plan), indent=2))
+        return
+    if plan.pending:
+        click.echo(f"Applied to {plan.target}: {plan.summary()}.")
+    else:
+        click.echo(f"No changes: {plan.target} matches the topology.")
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _print_plan(plan: Plan, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(plan_to_json(plan), indent=2))
+        return
+    click.echo(render_plan_text(plan), nl=False)
+    if plan.pending and not plan.conflicts:
+        click.echo("Run `floworch topology apply` with the same options to make these changes.")
+    elif plan.conflicts:
+        click.echo("apply refuses to run until the conflicts are resolved.")

@@ -1,0 +1,78 @@
+"""ISO-8601 durations as Service Bus and the topology document spell them (``PT1M``, ``P1DT2H``).
+
+Service Bus spells "never" (no TTL, no auto-delete) as .NET ``TimeSpan.MaxValue``
+(``P10675199DT2H48M5.4775807S``); the topology manager models it as ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+#: Anything at least this long is Service Bus's "never".
+NEVER_THRESHOLD = timedelta(days=10675199)
+
+_ISO = re.compile(
+    r"^P(?!$)(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?=\d)(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$",
+    re.IGNORECASE,
+)
+_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+
+
+def format_duration(value: timedelta) -> str:
+    """``timedelta(minutes=1)`` -> ``"PT1M"``; days, hours, minutes and (fractional) seconds."""
+    if value < timedelta(0):
+        raise ValueError(f"a Service Bus duration cannot be negative: {value}")
+    micros = value // timedelta(microseconds=1)
+    days, micros = divmod(micros, 86_400_000_000)
+    hours, micros = divmod(micros, 3_600_000_000)
+    minutes, micros = divmod(micros, 60_000_000)
+    seconds = Decimal(micros) / Decimal(1_000_000)
+    date = f"{days}D" if days else ""
+    time = ""
+    if hours:
+        time += f"{hours}H"
+    if minutes:
+        time += f"{minutes}M"
+    if seconds:
+        time += f"{seconds.normalize():f}S"
+    if not date and not time:
+        return "PT0S"
+    return f"P{date}" + (f"T{time}" if time else "")
+
+
+def parse_duration(value: object) -> timedelta:
+    """An ISO-8601 duration (``"PT30S"``; no years or months) or a number of seconds.
+
+    Raises:
+        ValueError: saying what is accepted.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected an ISO-8601 duration such as 'PT30S' or a number of seconds")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO-8601 duration such as 'PT30S' or a number of seconds")
+    match = _ISO.match(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not an ISO-8601 duration such as 'PT30S', 'PT5M', 'P1DT2H'")
+    total = sum(
+        (Decimal(match.group(unit)) * factor for unit, factor in _SECONDS.items() if match[unit]),
+        Decimal(0),
+    )
+    micros = int((total * 1_000_000).to_integral_value())
+    if micros >= NEVER_THRESHOLD // timedelta(microseconds=1):
+        return NEVER_THRESHOLD
+    return timedelta(microseconds=micros)
+
+
+def never_as_none(value: timedelta | None) -> timedelta | None:
+    """``None`` for Service Bus's "never" (``TimeSpan.MaxValue``), else ``value``."""
+    if value is None or value >= NEVER_THRESHOLD:
+        return None
+    return value
