@@ -17,6 +17,7 @@ from floworch.cli.settings import Settings
 from floworch.engine.engine import Engine
 from floworch.engine.envelope import StepEnvelope
 from floworch.engine.flows import FlowRegistry
+from floworch.engine.ports import Dispatcher
 from floworch.errors import FlowError, TransportError
 from floworch.model import load_manifest
 from floworch.model.statuses import RunStatus
@@ -38,21 +39,59 @@ class DeferredDispatcher:
         raise TransportError("no runtime in this process; the worker will send it")
 
 
-async def _control_engine(store: Store) -> Engine:
+async def _control_engine(store: Store, dispatcher: Dispatcher | None = None) -> Engine:
     flows = FlowRegistry()
     for record in await store.list_flows():
         try:
             flows.add(load_manifest(record.manifest))
         except FlowError:
             continue  # a stored flow this version cannot read; its runs cannot be steered here
-    return Engine(store=store, dispatcher=DeferredDispatcher(), flows=flows, check_handlers=False)
+    return Engine(
+        store=store,
+        dispatcher=dispatcher or DeferredDispatcher(),
+        flows=flows,
+        check_handlers=False,
+    )
 
 
-def _with_engine(db: str | None, action: Callable[[Engine], Awaitable[T]]) -> T:
+def with_engine(db: str | None, action: Callable[[Engine], Awaitable[T]]) -> T:
+    """Runs ``action`` with an engine on the database and no step execution.
+
+    With ``FLOWORCH_RUNTIME=servicebus`` and a namespace configured, the step messages a command
+    makes ready (a signal's resumed step, a retry, a new run) go straight to Service Bus, so a
+    worker picks them up at once; otherwise they wait in the ledger for a worker's reconciler.
+    """
+    settings = Settings.from_env()
+
     async def main() -> T:
-        store = await open_store(Settings.from_env().database_url(db))
+        store = await open_store(settings.database_url(db))
+        handle = None
         try:
-            return await action(await _control_engine(store))
+            dispatcher: Dispatcher | None = None
+            if settings.runtime == "servicebus" and (
+                settings.servicebus_connection or settings.servicebus_namespace
+            ):
+                from floworch.runtime.servicebus.config import ServiceBusConnection
+                from floworch.runtime.servicebus.connection import open_client
+                from floworch.runtime.servicebus.dispatcher import ServiceBusDispatcher
+
+                handle = open_client(
+                    ServiceBusConnection(
+                        connection_string=settings.servicebus_connection,
+                        namespace=None
+                        if settings.servicebus_connection
+                        else settings.servicebus_namespace,
+                    )
+                )
+                dispatcher = ServiceBusDispatcher(handle.client, topic=settings.steps_topic)
+            try:
+                return await action(await _control_engine(store, dispatcher))
+            finally:
+                close = getattr(dispatcher, "close", None)
+                if close is not None:
+                    await close()
+                if handle is not None:
+                    await handle.close()
         finally:
             await store.close()
 
@@ -88,7 +127,7 @@ def list_runs(
     query = RunQuery(
         flow_id=flow_id, statuses=frozenset(RunStatus(s) for s in statuses), limit=limit
     )
-    runs = _with_engine(db, lambda engine: engine.store.list_runs(query))
+    runs = with_engine(db, lambda engine: engine.store.list_runs(query))
     if as_json:
         click.echo(
             json.dumps(
@@ -120,7 +159,7 @@ def list_runs(
 )
 def show_run(run_id: str, db: str | None, as_json: bool) -> None:
     """Show one run with its steps."""
-    run = _with_engine(db, lambda engine: engine.get_run(run_id))
+    run = with_engine(db, lambda engine: engine.get_run(run_id))
     if as_json:
         click.echo(json.dumps(run.to_dict(), indent=2, default=str))
         return
@@ -143,7 +182,7 @@ def show_run(run_id: str, db: str | None, as_json: bool) -> None:
 def signal_command(run_id: str, name: str, payload: str | None, db: str | None) -> None:
     """Deliver a signal to a run's WaitForSignal step."""
     body = parse_body(payload)
-    outcome = _with_engine(db, lambda engine: engine.deliver_signal(run_id, name, body))
+    outcome = with_engine(db, lambda engine: engine.deliver_signal(run_id, name, body))
     click.echo(outcome)
     sys.exit(0 if outcome in ("Delivered", "Buffered") else 1)
 
@@ -154,7 +193,7 @@ def signal_command(run_id: str, name: str, payload: str | None, db: str | None) 
 @_db_option
 def cancel_command(run_id: str, reason: str, db: str | None) -> None:
     """Cancel a running run."""
-    done = _with_engine(db, lambda engine: engine.cancel_run(run_id, reason))
+    done = with_engine(db, lambda engine: engine.cancel_run(run_id, reason))
     click.echo("Cancelled" if done else "the run had already finished")
     sys.exit(0 if done else 1)
 
@@ -165,7 +204,7 @@ def cancel_command(run_id: str, reason: str, db: str | None) -> None:
 @_db_option
 def retry_command(run_id: str, step: str, db: str | None) -> None:
     """Retry a failed step of a run (a running worker or `floworch resume` executes it)."""
-    _with_engine(db, lambda engine: engine.retry_step(run_id, step))
+    with_engine(db, lambda engine: engine.retry_step(run_id, step))
     click.echo(f"step {step} of run {run_id} queued for a new attempt")
 
 
@@ -174,5 +213,5 @@ def retry_command(run_id: str, step: str, db: str | None) -> None:
 @_db_option
 def rerun_command(run_id: str, db: str | None) -> None:
     """Start a new run from a run's stored trigger data."""
-    result = _with_engine(db, lambda engine: engine.rerun(run_id))
+    result = with_engine(db, lambda engine: engine.rerun(run_id))
     click.echo(result.run_id or "the flow is disabled")

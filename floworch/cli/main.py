@@ -16,6 +16,8 @@ from floworch.cli.control import (
 )
 from floworch.cli.loading import load_project
 from floworch.cli.runs import resume_command, run_command
+from floworch.cli.topology import topology_group
+from floworch.cli.worker import trigger_command, worker_command
 from floworch.errors import FlowError, FlowValidationError
 from floworch.model import manifest_json_schema, to_mermaid, validate_manifest
 from floworch.model.manifest import BUILTIN_STEP_TYPES
@@ -77,6 +79,9 @@ for command in (
     cancel_command,
     retry_command,
     rerun_command,
+    topology_group,
+    worker_command,
+    trigger_command,
 ):
     cli.add_command(command)
 

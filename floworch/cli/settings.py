@@ -18,6 +18,7 @@ class Settings:
         runtime: ``FLOWORCH_RUNTIME``: ``memory`` or ``servicebus``.
         servicebus_connection: ``FLOWORCH_SERVICEBUS_CONNECTION``.
         servicebus_namespace: ``FLOWORCH_SERVICEBUS_NAMESPACE`` (managed identity).
+        steps_topic: ``FLOWORCH_STEPS_TOPIC`` (default ``flow-steps``).
     """
 
     db_url: str | None = None
@@ -25,6 +26,7 @@ class Settings:
     runtime: str = "memory"
     servicebus_connection: str | None = None
     servicebus_namespace: str | None = None
+    steps_topic: str = "flow-steps"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -36,6 +38,7 @@ class Settings:
             runtime=env.get("FLOWORCH_RUNTIME", "memory") or "memory",
             servicebus_connection=env.get("FLOWORCH_SERVICEBUS_CONNECTION") or None,
             servicebus_namespace=env.get("FLOWORCH_SERVICEBUS_NAMESPACE") or None,
+            steps_topic=env.get("FLOWORCH_STEPS_TOPIC") or "flow-steps",
         )
 
     def database_url(self, override: str | None = None, cwd: Path | None = None) -> str:

@@ -1,0 +1,409 @@
+"""``floworch worker``: the long-running Service Bus processor host, and ``floworch trigger``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from floworch.cli.loading import load_project, registry_of
+from floworch.cli.runs import parse_body
+from floworch.cli.settings import Settings
+from floworch.errors import FlowValidationError, ValidationIssue
+
+if TYPE_CHECKING:
+    from floworch.hosting.worker import WorkerSettings
+    from floworch.model import FlowManifest
+    from floworch.runtime.servicebus.config import ServiceBusConnection
+
+log = logging.getLogger("floworch.cli.worker")
+
+
+def _connection_options(
+    settings: Settings, connection: str | None, namespace: str | None
+) -> ServiceBusConnection:
+    from floworch.runtime.servicebus.config import ServiceBusConnection
+
+    conn = connection or (None if namespace else settings.servicebus_connection)
+    ns = namespace or (None if conn else settings.servicebus_namespace)
+    if not conn and not ns:
+        raise click.UsageError(
+            "no Service Bus namespace given: set FLOWORCH_SERVICEBUS_CONNECTION (or --connection) "
+            "to a connection string, or FLOWORCH_SERVICEBUS_NAMESPACE (or --namespace) to "
+            "<name>.servicebus.windows.net for managed identity"
+        )
+    return ServiceBusConnection(connection_string=conn, namespace=ns)
+
+
+@click.command("worker")
+@click.argument("path", required=False, type=click.Path(exists=True))
+@click.option("--handlers", multiple=True, help="Handlers file or module (repeatable).")
+@click.option("--db", help="Database URL (default: FLOWORCH_DB_URL, else .floworch/floworch.db).")
+@click.option(
+    "--connection", help="Service Bus connection string [FLOWORCH_SERVICEBUS_CONNECTION]."
+)
+@click.option(
+    "--namespace",
+    help="Fully qualified namespace for DefaultAzureCredential / managed identity "
+    "[FLOWORCH_SERVICEBUS_NAMESPACE].",
+)
+@click.option(
+    "--topic",
+    envvar="FLOWORCH_STEPS_TOPIC",
+    show_envvar=True,
+    default="flow-steps",
+    show_default=True,
+    help="Topic step messages travel on.",
+)
+@click.option(
+    "--cron-queue",
+    envvar="FLOWORCH_CRON_QUEUE",
+    show_envvar=True,
+    default="flow-cron",
+    show_default=True,
+    help="Queue of cron ticks.",
+)
+@click.option(
+    "--triggers-queue",
+    envvar="FLOWORCH_TRIGGERS_QUEUE",
+    show_envvar=True,
+    default="flow-triggers",
+    show_default=True,
+    help="Queue of run-starting messages.",
+)
+@click.option(
+    "--concurrency",
+    envvar="FLOWORCH_CONCURRENCY",
+    show_envvar=True,
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Messages processed at once per subscription/queue.",
+)
+@click.option(
+    "--prefetch",
+    envvar="FLOWORCH_PREFETCH",
+    show_envvar=True,
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Messages each receiver fetches ahead.",
+)
+@click.option(
+    "--max-lock-renewal",
+    envvar="FLOWORCH_MAX_LOCK_RENEWAL",
+    show_envvar=True,
+    type=click.FloatRange(0),
+    default=300.0,
+    show_default=True,
+    help="Seconds a message lock is renewed while its step runs.",
+)
+@click.option(
+    "--grace",
+    envvar="FLOWORCH_SHUTDOWN_GRACE",
+    show_envvar=True,
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds in-flight steps get to finish on SIGTERM/SIGINT before being abandoned.",
+)
+@click.option(
+    "--health-port",
+    envvar="FLOWORCH_HEALTH_PORT",
+    show_envvar=True,
+    type=click.IntRange(0),
+    default=None,
+    help="Serve /healthz, /readyz and /status over HTTP on this port (0: any).",
+)
+@click.option(
+    "--health-host",
+    envvar="FLOWORCH_HEALTH_HOST",
+    show_envvar=True,
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface of the health endpoint (0.0.0.0 in containers).",
+)
+@click.option(
+    "--auto-create-topology",
+    envvar="FLOWORCH_AUTO_CREATE_TOPOLOGY",
+    show_envvar=True,
+    is_flag=True,
+    help="Create or update the Service Bus entities at start-up (needs Manage).",
+)
+@click.option(
+    "--ca-file",
+    envvar="FLOWORCH_SERVICEBUS_CA_FILE",
+    show_envvar=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="TLS certificate to trust for the management endpoint (the local emulator's).",
+)
+@click.option(
+    "--lease",
+    envvar="FLOWORCH_LEASE_SECONDS",
+    show_envvar=True,
+    type=click.FloatRange(1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a step claim lives without renewal; after a crash another worker takes the "
+    "step over this long after the last renewal.",
+)
+@click.option(
+    "--tick",
+    envvar="FLOWORCH_TICK_SECONDS",
+    show_envvar=True,
+    type=click.FloatRange(0.1),
+    default=2.0,
+    show_default=True,
+    help="Seconds between reconciler passes (lost messages, lapsed leases, run timeouts, cron "
+    "chains).",
+)
+@click.option("--no-cron", is_flag=True, help="Do not run the cron hub in this worker.")
+@click.option("--no-triggers", is_flag=True, help="Do not consume trigger queues.")
+@click.option(
+    "--log-level",
+    envvar="FLOWORCH_LOG_LEVEL",
+    show_envvar=True,
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+)
+def worker_command(
+    path: str | None,
+    handlers: tuple[str, ...],
+    db: str | None,
+    connection: str | None,
+    namespace: str | None,
+    topic: str,
+    cron_queue: str,
+    triggers_queue: str,
+    concurrency: int,
+    prefetch: int,
+    max_lock_renewal: float,
+    grace: float,
+    health_port: int | None,
+    health_host: str,
+    auto_create_topology: bool,
+    ca_file: str | None,
+    lease: float,
+    tick: float,
+    no_cron: bool,
+    no_triggers: bool,
+    log_level: str,
+) -> None:
+    """Run flows on Azure Service Bus until SIGTERM or SIGINT.
+
+    PATH is a manifest file or a directory of them (default: FLOWORCH_FLOWS); a handlers.py
+    beside a manifest is imported unless --handlers is given. The database is FLOWORCH_DB_URL
+    (or --db); every worker sharing a namespace must share the database.
+
+    The worker receives each enabled flow's subscription (flow-<flowId>) on the steps topic, the
+    cron queue and the trigger queue; flows enabled, disabled or added to PATH while it runs take
+    effect within seconds. On SIGTERM/SIGINT it stops receiving, lets steps in flight finish for
+    --grace seconds, abandons the rest (Service Bus redelivers them) and exits 0.
+    """
+    from floworch.hosting.worker import WorkerSettings
+    from floworch.runtime.servicebus.config import ServiceBusSettings
+
+    logging.basicConfig(
+        level=getattr(logging, log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("azure", "uamqp"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, log_level)))
+    settings = Settings.from_env()
+    target = path or settings.flows
+    if not target:
+        raise click.UsageError("say which flows to run: PATH or FLOWORCH_FLOWS")
+    conn = _connection_options(settings, connection, namespace)
+    worker_settings = WorkerSettings(
+        servicebus=ServiceBusSettings(
+            steps_topic=topic,
+            cron_queue=cron_queue,
+            triggers_queue=triggers_queue,
+            concurrency=concurrency,
+            prefetch=prefetch,
+            max_lock_renewal=timedelta(seconds=max_lock_renewal),
+        ),
+        grace=grace,
+        lease=timedelta(seconds=lease),
+        tick=timedelta(seconds=tick),
+        cron=not no_cron,
+        triggers=not no_triggers,
+        health_host=health_host,
+        health_port=health_port,
+    )
+    code = asyncio.run(
+        _run_worker(
+            target,
+            handlers,
+            settings.database_url(db),
+            conn,
+            worker_settings,
+            auto_create_topology,
+            ca_file,
+        )
+    )
+    sys.exit(code)
+
+
+async def _run_worker(
+    target: str,
+    handlers: tuple[str, ...],
+    url: str,
+    connection: ServiceBusConnection,
+    settings: WorkerSettings,
+    auto_create_topology: bool,
+    ca_file: str | None,
+) -> int:
+    from floworch.hosting.worker import WorkerHost
+    from floworch.model import load_flows_from_path
+    from floworch.storage.factory import open_store
+
+    manifests, registry = load_project(target, handlers)
+    is_dir = await asyncio.to_thread(Path(target).is_dir)
+    if auto_create_topology:
+        await asyncio.to_thread(_apply_topology, connection, manifests, settings, ca_file)
+    store = await open_store(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    source = (lambda: load_flows_from_path(target)) if is_dir else None
+    try:
+        host = WorkerHost(
+            store=store,
+            flows=registry_of(manifests),
+            connection=connection,
+            handlers=registry,
+            settings=settings,
+            flow_source=source,
+        )
+        await host.start()
+        if host.health is not None:
+            log.info(
+                "health endpoint on http://%s:%d/readyz", settings.health_host, host.health.port
+            )
+        click.echo(
+            f"floworch worker {host.engine.core.owner} running {len(host.engine.flows)} flow(s) "
+            f"on {connection.describe()}; Ctrl-C or SIGTERM stops it",
+            err=True,
+        )
+        try:
+            await stop.wait()
+            click.echo("stopping: finishing steps in flight", err=True)
+        finally:
+            await host.stop()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await store.close()
+    return 0
+
+
+def _apply_topology(
+    connection: ServiceBusConnection,
+    manifests: list[FlowManifest],
+    settings: WorkerSettings,
+    ca_file: str | None,
+) -> None:
+    from floworch.runtime.servicebus.topology import TopologySettings
+    from floworch.runtime.servicebus.topology.admin import apply_to_connection
+
+    plan = apply_to_connection(
+        connection,
+        manifests,
+        TopologySettings.for_runtime(settings.servicebus),
+        ca_file=ca_file,
+    )
+    log.info("topology applied: %d change(s)", len(plan.changes))
+
+
+@click.command("trigger")
+@click.argument("flow_id")
+@click.option("--body", help="Trigger body: JSON text, or @file.json.")
+@click.option("--trigger", "trigger_key", help="The manifest trigger to start through.")
+@click.option("--idempotency-key", help="Starts at most one run per key (default: a new key).")
+@click.option(
+    "--servicebus",
+    is_flag=True,
+    help="Send a message to the trigger queue (a worker starts the run) instead of writing the "
+    "run to the database directly.",
+)
+@click.option(
+    "--connection", help="Service Bus connection string [FLOWORCH_SERVICEBUS_CONNECTION]."
+)
+@click.option("--namespace", help="Fully qualified namespace [FLOWORCH_SERVICEBUS_NAMESPACE].")
+@click.option(
+    "--queue",
+    envvar="FLOWORCH_TRIGGERS_QUEUE",
+    show_envvar=True,
+    default="flow-triggers",
+    show_default=True,
+    help="Trigger queue (with --servicebus).",
+)
+@click.option("--db", help="Database URL (without --servicebus).")
+def trigger_command(
+    flow_id: str,
+    body: str | None,
+    trigger_key: str | None,
+    idempotency_key: str | None,
+    servicebus: bool,
+    connection: str | None,
+    namespace: str | None,
+    queue: str,
+    db: str | None,
+) -> None:
+    """Start a run of FLOW_ID; prints the run id (or, with --servicebus, the idempotency key)."""
+    payload = parse_body(body)
+    settings = Settings.from_env()
+    if servicebus:
+        conn = _connection_options(settings, connection, namespace)
+        key = asyncio.run(
+            _send_trigger(conn, flow_id, payload, queue, trigger_key, idempotency_key)
+        )
+        click.echo(key)
+        return
+    from floworch.cli.control import with_engine
+
+    async def start(engine: Any) -> str | None:
+        result = await engine.trigger(flow_id, trigger_key, payload, None, idempotency_key)
+        if result.disabled:
+            raise FlowValidationError(
+                [ValidationIssue(flow_id, "the flow is disabled; no run was started")]
+            )
+        run_id: str | None = result.run_id
+        return run_id
+
+    click.echo(with_engine(db, start))
+
+
+async def _send_trigger(
+    connection: ServiceBusConnection,
+    flow_id: str,
+    payload: Any,
+    queue: str,
+    trigger_key: str | None,
+    idempotency_key: str | None,
+) -> str:
+    from floworch.runtime.servicebus.connection import open_client
+    from floworch.runtime.servicebus.triggers import send_trigger
+
+    handle = open_client(connection)
+    try:
+        return await send_trigger(
+            handle.client,
+            flow_id,
+            payload,
+            queue=queue,
+            trigger_key=trigger_key,
+            idempotency_key=idempotency_key,
+        )
+    finally:
+        await handle.close()
