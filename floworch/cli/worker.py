@@ -137,6 +137,13 @@ def _connection_options(
     help="Create or update the Service Bus entities at start-up (needs Manage).",
 )
 @click.option(
+    "--management-connection",
+    envvar="FLOWORCH_SERVICEBUS_MANAGEMENT_CONNECTION",
+    show_envvar=True,
+    help="Connection string of the management endpoint for --auto-create-topology, when it "
+    "differs from the data plane's (the local emulator serves it on its own port).",
+)
+@click.option(
     "--ca-file",
     envvar="FLOWORCH_SERVICEBUS_CA_FILE",
     show_envvar=True,
@@ -189,6 +196,7 @@ def worker_command(
     health_port: int | None,
     health_host: str,
     auto_create_topology: bool,
+    management_connection: str | None,
     ca_file: str | None,
     lease: float,
     tick: float,
@@ -248,6 +256,7 @@ def worker_command(
             worker_settings,
             auto_create_topology,
             ca_file,
+            management_connection,
         )
     )
     sys.exit(code)
@@ -261,6 +270,7 @@ async def _run_worker(
     settings: WorkerSettings,
     auto_create_topology: bool,
     ca_file: str | None,
+    management_connection: str | None = None,
 ) -> int:
     from floworch.hosting.worker import WorkerHost
     from floworch.model import load_flows_from_path
@@ -269,7 +279,14 @@ async def _run_worker(
     manifests, registry = load_project(target, handlers)
     is_dir = await asyncio.to_thread(Path(target).is_dir)
     if auto_create_topology:
-        await asyncio.to_thread(_apply_topology, connection, manifests, settings, ca_file)
+        from floworch.runtime.servicebus.config import ServiceBusConnection
+
+        admin = (
+            ServiceBusConnection(connection_string=management_connection)
+            if management_connection
+            else connection
+        )
+        await asyncio.to_thread(_apply_topology, admin, manifests, settings, ca_file)
     store = await open_store(url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
