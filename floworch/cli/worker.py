@@ -170,6 +170,17 @@ def _connection_options(
     help="Seconds between reconciler passes (lost messages, lapsed leases, run timeouts, cron "
     "chains).",
 )
+@click.option(
+    "--retry-in-place",
+    envvar="FLOWORCH_RETRY_IN_PLACE_SECONDS",
+    show_envvar=True,
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="Seconds a message that hit a database or send failure is retried, with back-off, "
+    "while it stays locked, before it is abandoned (so an outage does not use up the max "
+    "delivery count).",
+)
 @click.option("--no-cron", is_flag=True, help="Do not run the cron hub in this worker.")
 @click.option("--no-triggers", is_flag=True, help="Do not consume trigger queues.")
 @click.option(
@@ -200,6 +211,7 @@ def worker_command(
     ca_file: str | None,
     lease: float,
     tick: float,
+    retry_in_place: float,
     no_cron: bool,
     no_triggers: bool,
     log_level: str,
@@ -238,6 +250,7 @@ def worker_command(
             concurrency=concurrency,
             prefetch=prefetch,
             max_lock_renewal=timedelta(seconds=max_lock_renewal),
+            retry_in_place=timedelta(seconds=retry_in_place),
         ),
         grace=grace,
         lease=timedelta(seconds=lease),

@@ -273,6 +273,7 @@ class WorkerHost:
             prefetch=sb.prefetch,
             max_lock_renewal=sb.max_lock_renewal,
             receive_wait=sb.receive_wait,
+            retry_in_place=sb.retry_in_place,
         )
         pump.start()
         self.step_pumps[flow_id] = pump
@@ -287,6 +288,7 @@ class WorkerHost:
             prefetch=sb.prefetch,
             max_lock_renewal=sb.max_lock_renewal,
             receive_wait=sb.receive_wait,
+            retry_in_place=sb.retry_in_place,
         )
         pump.start()
         self.queue_pumps[queue] = pump

@@ -65,6 +65,9 @@ class ServiceBusSettings:
         prefetch: messages the receiver fetches ahead (0: none).
         max_lock_renewal: how long a message lock is renewed while its step runs.
         receive_wait: longest wait of one receive call (bounds how fast a stop is noticed).
+        retry_in_place: how long a message whose handling hit an infrastructure failure
+            (database down) is retried, with back-off, while it stays locked before it is
+            abandoned; keeps a short outage from using up the max delivery count.
         retry: transient send failure retries.
     """
 
@@ -75,6 +78,7 @@ class ServiceBusSettings:
     prefetch: int = 0
     max_lock_renewal: timedelta = timedelta(minutes=5)
     receive_wait: float = 1.0
+    retry_in_place: timedelta = timedelta(seconds=60)
     retry: SendRetry = field(default_factory=SendRetry)
 
     def __post_init__(self) -> None:

@@ -80,6 +80,7 @@ class PumpStats:
     settle_failures: int = 0
     receive_failures: int = 0
     lock_renew_failures: int = 0
+    retried_in_place: int = 0
 
 
 class MessagePump:
@@ -93,6 +94,8 @@ class MessagePump:
         prefetch: messages fetched ahead.
         max_lock_renewal: how long locks are kept alive while the handler works.
         receive_wait: the longest single receive wait (how quickly a stop is noticed).
+        retry_in_place: how long an infrastructure failure is retried with back-off while the
+            message stays locked, before the message is abandoned.
     """
 
     def __init__(
@@ -105,8 +108,13 @@ class MessagePump:
         prefetch: int = 0,
         max_lock_renewal: timedelta = timedelta(minutes=5),
         receive_wait: float = 1.0,
+        retry_in_place: timedelta = timedelta(seconds=60),
     ) -> None:
         self.source = source
+        # An infrastructure failure (database down) is retried while the message stays locked,
+        # with back-off, for up to this long before abandoning: abandoning at once would burn
+        # through the entity's max delivery count in seconds and dead-letter healthy messages.
+        self._retry_in_place = min(retry_in_place, max_lock_renewal).total_seconds()
         self._client = client
         self._handler = handler
         self._concurrency = concurrency
@@ -243,16 +251,41 @@ class MessagePump:
     ) -> None:
         try:
             try:
-                verdict = await self._handler(message)
+                verdict = await self._decide(message)
             except asyncio.CancelledError:
                 await asyncio.shield(self._settle(receiver, message, Abandon("worker stopping")))
                 raise
-            except Exception as exc:
-                log.exception("handling message %s from %s failed", message.message_id, self.source)
-                verdict = Abandon(f"{type(exc).__name__}: {exc}")
             await self._settle(receiver, message, verdict)
         finally:
             self._slots.release()
+
+    async def _decide(self, message: ServiceBusReceivedMessage) -> Verdict:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_in_place
+        delay = 0.5
+        while True:
+            try:
+                verdict = await self._handler(message)
+            except Exception as exc:
+                log.exception("handling message %s from %s failed", message.message_id, self.source)
+                verdict = Abandon(f"{type(exc).__name__}: {exc}")
+            if not isinstance(verdict, Abandon) or self._stopping.is_set():
+                return verdict
+            if loop.time() + delay > deadline:
+                return verdict
+            self.stats.retried_in_place += 1
+            log.warning(
+                "message %s from %s: %s; trying again in %.1f s (the message stays locked)",
+                message.message_id,
+                self.source,
+                verdict.why,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return verdict
+            delay = min(delay * 2, 10.0)
 
     async def _settle(
         self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage, verdict: Verdict
