@@ -7,10 +7,13 @@ tick's ``MessageId`` is ``<flowId>:<triggerKey>:<fireTimeIso>`` (duplicate detec
 replicas' chains into one), and ``Engine.fire_schedule`` records each fire time once in SQL.
 
 Pause, resume and cron overrides live in SQL (``ScheduleState``), so every replica obeys them.
-A tick carries the expression it was computed from; after an override, ticks of the old
-expression are dropped on arrival, and the hub cancels the pending one by sequence number and
-seeds the new chain. ``ensure_chains`` (at start-up and periodically) seeds any chain that has no
-pending tick, or whose tick is overdue (lost), applying the trigger's missed-fire policy.
+A tick carries the expression it was computed from; after an override, the hub seeds the new
+chain, and a tick of the old expression is dropped on arrival unless its fire time is also one of
+the new expression: then it is the new chain's tick (its ``MessageId`` is the same, so duplicate
+detection has merged the two), and it carries the new chain on. The old pending tick is therefore
+not cancelled: cancelling it could leave the new chain with no tick at all. ``ensure_chains`` (at
+start-up and periodically) seeds any chain that has no pending tick, or whose tick is overdue
+(lost; that one is cancelled), applying the trigger's missed-fire policy.
 """
 
 from __future__ import annotations
@@ -164,10 +167,15 @@ class CronHub:
             log.info("cancelling cron tick #%d: %s", sequence, exc)
 
     async def _record_pending(
-        self, flow_id: str, key: str, next_at: datetime, sequence: int, cancel: int | None = None
+        self, flow_id: str, key: str, trigger: CronTrigger, tick: CronTick, sequence: int
     ) -> None:
+        next_at = tick.fire_time
         async with self._engine.store.transaction() as tx:
             state = await tx.get_schedule_state(flow_id, key) or ScheduleState(flow_id, key)
+            if effective_cron(trigger, state.cron_override) != tick.cron:
+                # Overridden since this tick was computed: recording it would hide, until it is
+                # lost, that the new expression has no chain yet.
+                return
             if state.next_fire_at is not None and state.next_fire_at > next_at:
                 return  # another replica already chained further ahead
             await tx.put_schedule_state(
@@ -204,10 +212,15 @@ class CronHub:
         state = await self._engine.store.get_schedule_state(flow.id, tick.trigger_key)
         cron = effective_cron(trigger, state.cron_override if state else None)
         if tick.cron != cron:
-            log.info(
-                "dropping cron tick %s of a replaced expression %r", tick.message_id, tick.cron
-            )
-            return
+            previous = tick.fire_time - timedelta(microseconds=1)
+            if next_fire(cron, previous, trigger.timezone) != tick.fire_time:
+                log.info(
+                    "dropping cron tick %s of a replaced expression %r", tick.message_id, tick.cron
+                )
+                return
+            # Also a fire time of the new expression: the new chain's tick for this time had the
+            # same MessageId and was merged into this one, so this one carries the chain on.
+            tick = replace(tick, cron=cron)
         now = self._engine.clock.now()
         following = next_fire(cron, tick.fire_time, trigger.timezone)
         fire_at: datetime | None = tick.fire_time
@@ -220,7 +233,7 @@ class CronHub:
         # Schedule the next tick before firing this one, so a crash in between loses nothing.
         next_tick = CronTick(flow.id, tick.trigger_key, following, cron)
         sequence = await self._schedule(next_tick)
-        await self._record_pending(flow.id, tick.trigger_key, following, sequence)
+        await self._record_pending(flow.id, tick.trigger_key, trigger, next_tick, sequence)
         if fire_at is not None:
             result = await self._engine.fire_schedule(flow.id, tick.trigger_key, fire_at)
             if result is not None and result.run_id is not None:
@@ -246,7 +259,9 @@ class CronHub:
         pending = state.next_fire_at if state else None
         if pending is not None and pending > now - self._lost_after:
             return False
-        if state is not None and state.pending_sequence_number is not None:
+        if pending is not None and state is not None and state.pending_sequence_number is not None:
+            # Lost: cancel it in case it turns up. (After an override, ``pending`` is None and
+            # the old tick is left to arrive: see the module docstring.)
             await self._cancel(state.pending_sequence_number)
         if state is not None and state.last_fire_at is not None and not state.paused:
             missed = latest_missed(cron, state.last_fire_at, now, trigger.timezone)
@@ -254,7 +269,8 @@ class CronHub:
                 log.info("firing missed cron time %s of %s/%s", missed.isoformat(), flow.id, key)
                 await self._engine.fire_schedule(flow.id, key, missed)
         following = next_fire(cron, now, trigger.timezone)
-        sequence = await self._schedule(CronTick(flow.id, key, following, cron))
-        await self._record_pending(flow.id, key, following, sequence)
+        seed = CronTick(flow.id, key, following, cron)
+        sequence = await self._schedule(seed)
+        await self._record_pending(flow.id, key, trigger, seed, sequence)
         log.info("seeded cron chain %s/%s (%s) at %s", flow.id, key, cron, following.isoformat())
         return True
