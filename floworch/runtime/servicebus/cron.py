@@ -162,8 +162,9 @@ class CronHub:
             async with self._sender_lock:
                 await self._get_sender().cancel_scheduled_messages(sequence)
         except AzureError as exc:
-            # Already delivered or cancelled by another replica: its tick dies on arrival anyway,
-            # since it carries the old expression.
+            # Already delivered or cancelled by another replica: if the lost tick turns up after
+            # all, the ledger keeps its fire time from starting a second run and duplicate
+            # detection merges the chain it continues with the re-seeded one.
             log.info("cancelling cron tick #%d: %s", sequence, exc)
 
     async def _record_pending(

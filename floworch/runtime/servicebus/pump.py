@@ -196,20 +196,18 @@ class MessagePump:
             async with receiver:
                 self._receiving.set()
                 while not self._stopping.is_set():
+                    # One message per call: asked for more than arrive, the SDK keeps collecting
+                    # for 0.2 s after the first, which every step would pay (measured: 2 ms vs
+                    # 203 ms send -> receive). Prefetch keeps single receives cheap under load.
                     await self._slots.acquire()
-                    free = 1
-                    while free < self._concurrency and not self._slots.locked():
-                        await self._slots.acquire()
-                        free += 1
                     try:
                         messages = await receiver.receive_messages(
-                            max_message_count=free, max_wait_time=self._receive_wait
+                            max_message_count=1, max_wait_time=self._receive_wait
                         )
                     except BaseException:
-                        for _ in range(free):
-                            self._slots.release()
+                        self._slots.release()
                         raise
-                    for _ in range(free - len(messages)):
+                    if not messages:
                         self._slots.release()
                     for message in messages:
                         self.stats.received += 1
