@@ -436,8 +436,8 @@ class Engine:
                 updated_at=self.clock.now(),
             )
             if override != state.cron_override:
-                # The pending tick belongs to the old expression: a cron hub cancels it (by
-                # pending_sequence_number) and seeds the new chain when it sees no next fire.
+                # The pending tick belongs to the old expression: a cron hub seeing no next fire
+                # seeds the new chain (old ticks are dropped on arrival; see runtime cron.py).
                 new = replace(new, next_fire_at=None)
             await tx.put_schedule_state(new)
         return new
