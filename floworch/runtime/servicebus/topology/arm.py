@@ -41,6 +41,18 @@ from floworch.runtime.servicebus.topology.model import (
     subscription_path,
 )
 from floworch.runtime.servicebus.topology.sdk_errors import translated_errors
+from floworch.runtime.servicebus.topology.sdk_fields import (
+    QUEUE_ATTRS as _QUEUE_ATTRS,
+)
+from floworch.runtime.servicebus.topology.sdk_fields import (
+    SDK_NAMES as _SDK_NAMES,
+)
+from floworch.runtime.servicebus.topology.sdk_fields import (
+    SUBSCRIPTION_ATTRS as _SUBSCRIPTION_ATTRS,
+)
+from floworch.runtime.servicebus.topology.sdk_fields import (
+    TOPIC_ATTRS as _TOPIC_ATTRS,
+)
 
 ACCESS_HINT = (
     "ARM mode needs a role that can write Microsoft.ServiceBus/namespaces/* at the namespace "
@@ -48,28 +60,6 @@ ACCESS_HINT = (
     "identity from the environment, managed identity or `az login`"
 )
 
-_SDK_NAMES = {"default_message_ttl": "default_message_time_to_live"}
-_QUEUE_ATTRS = (
-    "lock_duration",
-    "max_delivery_count",
-    "default_message_ttl",
-    "dead_lettering_on_message_expiration",
-    "requires_duplicate_detection",
-    "duplicate_detection_history_time_window",
-    "requires_session",
-)
-_TOPIC_ATTRS = (
-    "default_message_ttl",
-    "requires_duplicate_detection",
-    "duplicate_detection_history_time_window",
-)
-_SUBSCRIPTION_ATTRS = (
-    "lock_duration",
-    "max_delivery_count",
-    "default_message_ttl",
-    "dead_lettering_on_message_expiration",
-    "requires_session",
-)
 _DURATION_ATTRS = {
     "lock_duration",
     "default_message_ttl",
