@@ -265,24 +265,17 @@ class WorkerHost:
 
     def _start_step_pump(self, flow_id: str) -> None:
         sb = self.settings.servicebus
-        pump = MessagePump(
-            self.client,
-            Source(topic=sb.steps_topic, subscription=subscription_name(flow_id)),
-            StepMessageHandler(self.engine),
-            concurrency=sb.concurrency,
-            prefetch=sb.prefetch,
-            max_lock_renewal=sb.max_lock_renewal,
-            receive_wait=sb.receive_wait,
-            retry_in_place=sb.retry_in_place,
-        )
-        pump.start()
-        self.step_pumps[flow_id] = pump
+        source = Source(topic=sb.steps_topic, subscription=subscription_name(flow_id))
+        self.step_pumps[flow_id] = self._start_pump(source, StepMessageHandler(self.engine))
 
     def _start_queue_pump(self, queue: str, handler: MessageHandler) -> None:
+        self.queue_pumps[queue] = self._start_pump(Source(queue=queue), handler)
+
+    def _start_pump(self, source: Source, handler: MessageHandler) -> MessagePump:
         sb = self.settings.servicebus
         pump = MessagePump(
             self.client,
-            Source(queue=queue),
+            source,
             handler,
             concurrency=sb.concurrency,
             prefetch=sb.prefetch,
@@ -291,7 +284,7 @@ class WorkerHost:
             retry_in_place=sb.retry_in_place,
         )
         pump.start()
-        self.queue_pumps[queue] = pump
+        return pump
 
     def _trigger_queues(self) -> list[str]:
         queues = {self.settings.servicebus.triggers_queue}

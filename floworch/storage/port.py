@@ -4,8 +4,8 @@ The engine drives state changes through short transactions. ``Store.transaction(
 ``Store.run_transaction(run_id)`` opens one and first takes the run's lock (a write to the run
 row), so every state change of one run that depends on other steps' states is serialised: two
 predecessors finishing at once can never both miss that their successor became ready. Each
-adapter (memory, SQL) implements every method with the same semantics; ``tests/contract/store``
-holds the shared suite that proves it.
+adapter (memory, SQL) implements every method with the same semantics; the shared suite in
+``floworch.testing.store_contract`` proves it.
 
 A step transition on the hot path is three round trips: ``claim_step`` (claim + mark running +
 read the run), the completion transaction (result + successors + ledger rows), and
@@ -274,10 +274,4 @@ class Store(Protocol):
         steps, attempts, ledger rows, waiters, signals and events; returns how many runs."""
 
 
-class StoreFactory(Protocol):
-    """Opens a store from a URL (used by hosts and the CLI)."""
-
-    async def __call__(self, url: str) -> Store: ...
-
-
-__all__ = ["Store", "StoreFactory", "StoreTx"]
+__all__ = ["Store", "StoreTx"]

@@ -1,7 +1,7 @@
 """OpenTelemetry hooks of the engine: spans, metrics and trace context in envelopes.
 
 Only ``opentelemetry-api`` is used here; with no SDK configured every call is a cheap no-op.
-Hosts wire exporters (Azure Monitor / OTLP) in :mod:`floworch.telemetry.setup`.
+No host wires an exporter yet (Azure Monitor / OTLP): that is the observability issue's work.
 """
 
 from __future__ import annotations
