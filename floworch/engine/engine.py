@@ -115,13 +115,25 @@ class Engine:
         return self.core.clock
 
     async def sync_flows(self) -> None:
-        """Stores every registered flow (an operator's enable/disable choice is kept)."""
+        """Stores every registered flow.
+
+        Who owns the enabled flag: the manifest's ``enabled`` is the default of a flow stored
+        for the first time; an operator's enable/disable (``floworch flows``, the API) then
+        overrides it and is kept across restarts. When a manifest's ``enabled`` value differs
+        from the one in the stored manifest (someone edited it), the manifest's value applies
+        again.
+        """
         now = self.clock.now()
         for flow in self.flows:
+            stored = await self.store.get_flow(flow.id)
+            edited = stored is not None and _manifest_enabled(stored.manifest) != (
+                flow.manifest.enabled
+            )
             await self.store.upsert_flow(
                 FlowRecord(
                     flow.id, flow.version, flow.manifest.to_dict(), flow.manifest.enabled, now
-                )
+                ),
+                keep_enabled=not edited,
             )
 
     # -- starting runs -------------------------------------------------------------------------
@@ -485,6 +497,13 @@ class Engine:
         if run is None:
             raise RunNotFoundError(run_id)
         return run
+
+
+def _manifest_enabled(manifest: Any) -> bool:
+    """The ``enabled`` value of a stored manifest (``true`` when absent, as in the model)."""
+    if isinstance(manifest, Mapping):
+        return bool(manifest.get("enabled", True))
+    return True
 
 
 def _trigger_key(flow: FlowDefinition, trigger_key: str | None) -> str:

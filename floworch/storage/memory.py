@@ -16,6 +16,7 @@ from typing import Any
 
 from floworch.errors import RunNotFoundError
 from floworch.model.statuses import RunStatus, StepStatus
+from floworch.storage.memory_api import MemoryApiMixin, WebhookLog
 from floworch.storage.records import (
     JSON,
     AttemptRecord,
@@ -289,11 +290,15 @@ def apply_changes(step: StepRecord, changes: StepChanges) -> StepRecord:
     return dataclasses.replace(step, **values)
 
 
-class MemoryStore:
-    """The store port in memory. Not shared between processes; lost on exit."""
+class MemoryStore(MemoryApiMixin):
+    """The store port in memory. Not shared between processes; lost on exit.
+
+    It also implements the control plane's methods (:class:`~floworch.storage.api_port.ApiStore`).
+    """
 
     def __init__(self) -> None:
         self._s = _State()
+        self._webhooks = WebhookLog()
         self._global_lock = asyncio.Lock()
         self._run_locks: dict[str, asyncio.Lock] = {}
 

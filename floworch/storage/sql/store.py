@@ -32,6 +32,7 @@ from floworch.storage.records import (
 from floworch.storage.sql import rows
 from floworch.storage.sql import scan_statements as sc
 from floworch.storage.sql import statements as st
+from floworch.storage.sql.api_store import SqlApiMixin
 from floworch.storage.sql.claims import ClaimRefused, claim_in, renew_in
 from floworch.storage.sql.engine import (
     AUTOCOMMIT_OPTION,
@@ -52,8 +53,9 @@ _MARK_CHUNK = 300
 """Ledger keys per ``mark_dispatched`` statement (three bind parameters each)."""
 
 
-class SqlStore:
-    """The store port over one database (see :class:`floworch.storage.port.Store`).
+class SqlStore(SqlApiMixin):
+    """The store port over one database (see :class:`floworch.storage.port.Store`), and the
+    control plane's methods (:class:`floworch.storage.api_port.ApiStore`).
 
     Use :func:`floworch.storage.factory.open_store` to get one with its schema migrated.
     Transactions run at the database's default isolation (READ COMMITTED on PostgreSQL and SQL

@@ -1,0 +1,66 @@
+"""Turning rows into the dashboard's figures, the same way for every store adapter.
+
+Percentiles are computed here rather than in SQL: SQLite has no ``percentile_cont``, and one
+definition (nearest rank) for every database keeps the figures comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from floworch.model.statuses import RunStatus
+from floworch.storage.api_records import HourlyCount, StatusCount, StepDuration
+
+
+def nearest_rank(sorted_values: list[timedelta], fraction: float) -> timedelta:
+    """The nearest-rank percentile of an ascending, non-empty list (0 < fraction <= 1)."""
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def step_durations(rows: Iterable[tuple[str, str, timedelta]]) -> list[StepDuration]:
+    """p50/p95/max per (flow, step) from ``(flow_id, step_key, duration)`` rows.
+
+    ForEach body steps (``each.3.charge``) are grouped under their pattern (``each.*.charge``),
+    so a loop of a thousand items gives one line, not a thousand.
+    """
+    groups: dict[tuple[str, str], list[timedelta]] = defaultdict(list)
+    for flow_id, step_key, duration in rows:
+        groups[(flow_id, step_pattern(step_key))].append(max(duration, timedelta(0)))
+    found: list[StepDuration] = []
+    for (flow_id, key), values in sorted(groups.items()):
+        values.sort()
+        found.append(
+            StepDuration(
+                flow_id=flow_id,
+                step_key=key,
+                count=len(values),
+                p50=nearest_rank(values, 0.50),
+                p95=nearest_rank(values, 0.95),
+                max=values[-1],
+            )
+        )
+    return found
+
+
+def step_pattern(step_key: str) -> str:
+    """``each.3.charge`` -> ``each.*.charge`` (ForEach item indexes replaced by ``*``)."""
+    parts = step_key.split(".")
+    return ".".join("*" if i % 2 == 1 and part.isdigit() else part for i, part in enumerate(parts))
+
+
+def hourly(created: Iterable[datetime]) -> list[HourlyCount]:
+    """Runs per UTC hour, oldest hour first (hours with no run are absent)."""
+    counts = Counter(at.replace(minute=0, second=0, microsecond=0) for at in created)
+    return [HourlyCount(hour, count) for hour, count in sorted(counts.items())]
+
+
+def status_counts(rows: Iterable[tuple[str, str, int]]) -> list[StatusCount]:
+    """``(flow_id, status, count)`` rows as records, by flow then status."""
+    return [
+        StatusCount(flow_id, RunStatus(status), int(count))
+        for flow_id, status, count in sorted(rows)
+    ]
