@@ -146,4 +146,3 @@ def attempt_durations(query: StatsQuery) -> Select[Any]:
         .order_by(step_attempts.c.completed_at.desc())
         .limit(query.sample_limit + 1)
     )
-
