@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from floworch.engine.core import EngineCore
 from floworch.engine.outcomes import StepOutcome
+from floworch.engine.step_errors import error_json
 from floworch.engine.transition import Transition
+from floworch.engine.when import when_json
 from floworch.model import WAIT_FOR_SIGNAL, FlowDefinition, StepNode
 from floworch.model.statuses import StepStatus
 from floworch.storage.port import StoreTx
@@ -21,8 +24,7 @@ def should_retry(node: StepNode, step: StepRecord, outcome: StepOutcome) -> bool
     if policy is None or not outcome.retryable or step.attempt >= policy.max_attempts:
         return False
     if policy.retry_on:
-        error_type = (outcome.error or {}).get("type")
-        return error_type in policy.retry_on
+        return outcome.error is not None and outcome.error.type in policy.retry_on
     return True
 
 
@@ -55,7 +57,7 @@ async def complete_step(
                     status=StepStatus.WAITING,
                     seq=seq + 1,
                     attempt=step.attempt + 1,
-                    error=outcome.error,
+                    error=error_json(outcome.error),
                     output=outcome.output,
                     inputs=outcome.inputs,
                     due_at=due,
@@ -69,11 +71,10 @@ async def complete_step(
             if updated is not None:
                 await _record_attempt(tx, step, outcome, now)
                 await t.ledger([(key, node.type, seq + 1, due)])
-                message = (outcome.error or {}).get("message", "")
                 t.event(
                     "StepRetryScheduled",
                     key,
-                    str(message),
+                    outcome.error.message if outcome.error else "",
                     {"attempt": step.attempt + 1, "at": due.isoformat()},
                 )
                 core.telemetry.retries.add(1, {"floworch.step_type": node.type})
@@ -88,9 +89,9 @@ async def complete_step(
                 expect_seq=seq,
                 expect_statuses=_RUNNING,
                 output=outcome.output,
-                error=outcome.error,
+                error=error_json(outcome.error),
                 inputs=outcome.inputs,
-                when_trace=outcome.when_trace,
+                when_trace=when_json(outcome.when_trace),
                 skip_reason=outcome.skip_reason,
             )
             if finished and outcome.ran_handler:
@@ -120,11 +121,11 @@ async def _park(t: Transition, node: StepNode, step: StepRecord, outcome: StepOu
                 expect_statuses=_RUNNING,
                 output=buffered["payload"],
                 inputs=outcome.inputs,
-                when_trace=outcome.when_trace,
+                when_trace=when_json(outcome.when_trace),
             )
             return
     new_seq = seq + 1 if outcome.wake_at is not None else seq
-    changes = {
+    changes: dict[str, Any] = {
         "status": StepStatus.WAITING,
         "seq": new_seq,
         "state": outcome.state,
@@ -135,7 +136,7 @@ async def _park(t: Transition, node: StepNode, step: StepRecord, outcome: StepOu
     if outcome.inputs is not None:
         changes["inputs"] = outcome.inputs
     if outcome.when_trace is not None:
-        changes["when_trace"] = outcome.when_trace
+        changes["when_trace"] = outcome.when_trace.to_json()
     if outcome.ran_handler:
         changes["output"] = outcome.output
     updated = await t.tx.update_step(
@@ -146,7 +147,7 @@ async def _park(t: Transition, node: StepNode, step: StepRecord, outcome: StepOu
     if outcome.wake_at is not None:
         await t.ledger([(key, node.type, new_seq, outcome.wake_at)])
     for index in outcome.new_children:
-        await t.start_iteration(key, node, int(index))
+        await t.start_iteration(key, node, index)
     if outcome.ran_handler:
         t.event("StepPolling", key, f"polling again at {outcome.wake_at}")
     elif outcome.signal is not None:
@@ -170,6 +171,6 @@ async def _record_attempt(
             started_at=step.started_at,
             completed_at=now,
             output=outcome.output,
-            error=outcome.error,
+            error=error_json(outcome.error),
         )
     )

@@ -17,6 +17,7 @@ from floworch.engine.handlers import HandlerRegistry, default_registry
 from floworch.engine.outcomes import StepOutcome
 from floworch.engine.ports import Clock, Dispatcher, SystemClock
 from floworch.engine.reconciler import ReconcileReport, ReconcilerSettings, reconcile
+from floworch.engine.step_errors import ErrorInfo, ErrorType
 from floworch.engine.stepper import Stepper
 from floworch.engine.transition import Transition
 from floworch.engine.views import RunState, build_run_state
@@ -29,10 +30,12 @@ from floworch.errors import (
     ValidationIssue,
 )
 from floworch.model import BUILTIN_STEP_TYPES, FlowDefinition, FlowManifest
+from floworch.model.instance_key import InstanceKey, InstanceKeyError, is_inside, is_root_key
 from floworch.model.statuses import RunStatus, StepStatus
 from floworch.model.triggers import CronTrigger
 from floworch.storage.port import Store
 from floworch.storage.records import (
+    ClaimOutcome,
     FlowRecord,
     RunRecord,
     ScheduleState,
@@ -216,7 +219,7 @@ class Engine:
 
     # -- executing -----------------------------------------------------------------------------
 
-    async def run_step(self, envelope: StepEnvelope) -> str:
+    async def run_step(self, envelope: StepEnvelope) -> ClaimOutcome:
         """Executes one step message. Duplicates and stale messages return without running.
 
         Returns:
@@ -235,7 +238,9 @@ class Engine:
 
     # -- control -------------------------------------------------------------------------------
 
-    async def deliver_signal(self, run_id: str, signal_name: str, payload: Any = None) -> str:
+    async def deliver_signal(
+        self, run_id: str, signal_name: str, payload: Any = None
+    ) -> SignalOutcome:
         """Delivers a signal to the run's WaitForSignal step named for it.
 
         Returns:
@@ -266,7 +271,7 @@ class Engine:
                 t.event("SignalBuffered", None, f"signal {signal_name!r} buffered")
             await t.flush()
         await self.core.send(t.sends)
-        return outcome
+        return SignalOutcome(outcome)
 
     async def cancel_run(self, run_id: str, reason: str = "cancelled by request") -> bool:
         """Cancels a running run: open steps become Cancelled, running handlers are told, and
@@ -286,10 +291,12 @@ class Engine:
                 return False
             await tx.update_run(run_id, status=status, completed_at=now, cancel_reason=reason)
             steps = await tx.get_steps_with_prefix(run_id, "")
-            error = {
-                "type": "RunCancelled" if status == RunStatus.CANCELLED else "RunTimedOut",
-                "message": reason,
-            }
+            error = ErrorInfo(
+                ErrorType.RUN_CANCELLED
+                if status == RunStatus.CANCELLED
+                else ErrorType.RUN_TIMED_OUT,
+                reason,
+            ).to_json()
             for step in steps:
                 if step.status in _OPEN:
                     await tx.update_step(
@@ -323,10 +330,14 @@ class Engine:
         """
         run = await self._run(run_id)
         flow = self.flows.get(run.flow_id)
-        if "." in step_key:
+        try:
+            instance = InstanceKey.parse(step_key)
+        except InstanceKeyError:
+            raise StepNotFoundError(run_id, step_key) from None
+        if not instance.is_root:
             raise InvalidOperationError(
                 f"retry {step_key!r}: retry the ForEach step that contains it instead "
-                f"({step_key.split('.')[0]!r}); its whole loop runs again"
+                f"({instance.top!r}); its whole loop runs again"
             )
         if step_key not in flow.root.steps:
             raise StepNotFoundError(run_id, step_key)
@@ -344,7 +355,7 @@ class Engine:
                     "Cancelled steps can be retried"
                 )
             reset = _skipped_downstream(flow, step_key, rows)
-            children = [k for k in rows if k.startswith(step_key + ".")]
+            children = [k for k in rows if is_inside(k, step_key)]
             await tx.delete_steps(run_id, [*reset, *children])
             await tx.remove_waiter(run_id, step_key)
             await tx.update_step(
@@ -368,7 +379,7 @@ class Engine:
             current = await tx.update_run(
                 run_id,
                 status=RunStatus.RUNNING if reopened else None,
-                remaining_delta=1 + sum(1 for k in reset if "." not in k),
+                remaining_delta=1 + sum(1 for k in reset if is_root_key(k)),
                 clear_completed=reopened,
             )
             t = Transition(self.core, tx, flow, current, now)
@@ -534,7 +545,7 @@ def _skipped_downstream(
         row = rows.get(key)
         if row is not None and row.status == StepStatus.SKIPPED:
             found.append(key)
-            found.extend(k for k in rows if k.startswith(key + "."))
+            found.extend(k for k in rows if is_inside(k, key))
             queue.extend(flow.root.steps[key].successors)
     return found
 

@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import functools
 import json
-import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,6 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from floworch.engine.context import StepContext
 from floworch.engine.handlers import Handler, StepResult
+from floworch.engine.outcomes import HandlerResultKind
+from floworch.engine.step_errors import ErrorInfo, ErrorType
 from floworch.errors import StepError
 
 
@@ -22,22 +23,11 @@ from floworch.errors import StepError
 class HandlerOutcome:
     """What one attempt produced."""
 
-    kind: str  # "succeeded" | "pending" | "failed" | "timed_out" | "cancelled"
+    kind: HandlerResultKind
     output: Any = None
-    error: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
     retryable: bool = True
     pending_delay: timedelta | None = None
-
-
-def error_info(exc: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
-    """The stored form of an exception: type, message and (optionally) the traceback."""
-    info: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-    if with_traceback:
-        info["traceback"] = "".join(traceback.format_exception(exc)).rstrip()
-    details = getattr(exc, "details", None)
-    if details is not None:
-        info["details"] = details
-    return info
 
 
 def _to_json_value(value: Any) -> Any:
@@ -76,8 +66,8 @@ async def run_handler(
             )
             message = f"invalid inputs for {handler.step_type!r}: {problems}"
             return HandlerOutcome(
-                "failed",
-                error={"type": "InputValidationError", "message": message},
+                HandlerResultKind.FAILED,
+                error=ErrorInfo(ErrorType.INPUT_VALIDATION_ERROR, message),
                 retryable=False,
             )
     args = (ctx, inputs) if handler.wants_context else (inputs,)
@@ -99,28 +89,35 @@ async def run_handler(
     if task not in done:
         if cancel_wait in done:
             reason = ctx.cancellation.reason or "cancelled"
-            kind, message = "cancelled", f"step cancelled: {reason}"
+            kind, message = HandlerResultKind.CANCELLED, f"step cancelled: {reason}"
         else:
             ctx.cancellation.set("step timed out")
-            kind = "timed_out"
+            kind = HandlerResultKind.TIMED_OUT
             message = f"step {ctx.step_key!r} exceeded its timeout of {timeout}"
         task.cancel()
         # A sync handler keeps running in its thread; it sees ctx.cancellation and should stop.
-        error_type = "StepTimeoutError" if kind == "timed_out" else "StepCancelledError"
-        return HandlerOutcome(kind, error={"type": error_type, "message": message})
+        timed_out = kind == HandlerResultKind.TIMED_OUT
+        error_type = ErrorType.STEP_TIMEOUT if timed_out else ErrorType.STEP_CANCELLED
+        return HandlerOutcome(kind, error=ErrorInfo(error_type, message))
     failure = task.exception()
     if failure is not None:
         retryable = failure.retryable if isinstance(failure, StepError) else True
-        return HandlerOutcome("failed", error=error_info(failure), retryable=retryable)
+        return HandlerOutcome(
+            HandlerResultKind.FAILED, error=ErrorInfo.from_exception(failure), retryable=retryable
+        )
     result = task.result()
     try:
         if isinstance(result, StepResult):
             output = _check_json(result.output, ctx.step_key)
             if result.pending_delay is not None:
-                return HandlerOutcome("pending", output=output, pending_delay=result.pending_delay)
-            return HandlerOutcome("succeeded", output=output)
-        return HandlerOutcome("succeeded", output=_check_json(result, ctx.step_key))
+                return HandlerOutcome(
+                    HandlerResultKind.PENDING, output=output, pending_delay=result.pending_delay
+                )
+            return HandlerOutcome(HandlerResultKind.SUCCEEDED, output=output)
+        return HandlerOutcome(HandlerResultKind.SUCCEEDED, output=_check_json(result, ctx.step_key))
     except StepError as err:
         return HandlerOutcome(
-            "failed", error=error_info(err, with_traceback=False), retryable=False
+            HandlerResultKind.FAILED,
+            error=ErrorInfo.from_exception(err, with_traceback=False),
+            retryable=False,
         )

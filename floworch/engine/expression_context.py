@@ -8,6 +8,7 @@ from typing import Any
 
 from floworch.expressions import CaseInsensitiveHeaders, ExpressionEvaluationError, StepView
 from floworch.model import FlowDefinition
+from floworch.model.instance_key import InstanceKey
 from floworch.storage.records import RunRecord, StepRecord
 
 _NO_ITEM = object()
@@ -15,27 +16,15 @@ _NO_ITEM = object()
 
 def scope_chain(flow: FlowDefinition, key: str) -> list[str]:
     """Prefixes from the step's own scope out to the root: ``["a.1.b.2.", "a.1.", ""]``."""
-    chain: list[str] = []
-    prefix, _ = flow.scope_of(key)
-    while True:
-        chain.append(prefix)
-        if not prefix:
-            return chain
-        loop_key = prefix[:-1].rpartition(".")[0]
-        prefix, _ = flow.scope_of(loop_key)
-
-
-def loop_keys(chain: list[str]) -> list[str]:
-    """The ForEach instance keys enclosing a step, innermost first."""
-    return [prefix[:-1].rpartition(".")[0] for prefix in chain if prefix]
+    return flow.instance(key).scope_prefixes()
 
 
 def keys_to_load(flow: FlowDefinition, key: str, references: frozenset[str]) -> set[str]:
     """Every row a step's expressions may read: referenced steps in each enclosing scope, plus
     the enclosing ForEach rows (their state holds the items)."""
-    chain = scope_chain(flow, key)
-    wanted = {prefix + ref for prefix in chain for ref in references}
-    wanted.update(loop_keys(chain))
+    instance = flow.instance(key)
+    wanted = {prefix + ref for prefix in instance.scope_prefixes() for ref in references}
+    wanted.update(str(loop) for loop in instance.enclosing_loops())
     return wanted
 
 
@@ -91,17 +80,16 @@ class StepExpressionContext:
         return self._now
 
 
-def loop_item(rows: Mapping[str, StepRecord], key: str, chain: list[str]) -> tuple[Any, int | None]:
+def loop_item(rows: Mapping[str, StepRecord], key: str) -> tuple[Any, int | None]:
     """The item and index of the innermost ForEach iteration a step belongs to."""
-    if not chain or not chain[0]:
+    instance = InstanceKey.parse(key)
+    loop, index = instance.loop, instance.index
+    if loop is None or index is None:
         return _NO_ITEM, None
-    prefix = chain[0]
-    loop_key, _, index_text = prefix[:-1].rpartition(".")
-    loop = rows.get(loop_key)
-    index = int(index_text)
-    if loop is None or not isinstance(loop.state, dict):
+    row = rows.get(str(loop))
+    if row is None or not isinstance(row.state, dict):
         return _NO_ITEM, index
-    items = loop.state.get("items", [])
+    items = row.state.get("items", [])
     return (items[index] if index < len(items) else None), index
 
 

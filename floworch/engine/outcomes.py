@@ -4,9 +4,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
+from floworch.engine.step_errors import ErrorInfo, ErrorType
+from floworch.engine.when import StepWhenTrace
 from floworch.model.statuses import StepStatus
+
+
+class HandlerResultKind(StrEnum):
+    """How one handler attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"
+    """The handler asked to be called again later (``StepResult.pending``)."""
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def step_status(self) -> StepStatus:
+        """The step status an attempt that ended this way leads to (PENDING: Waiting)."""
+        return _KIND_STATUS[self]
+
+
+_KIND_STATUS = {
+    HandlerResultKind.SUCCEEDED: StepStatus.SUCCEEDED,
+    HandlerResultKind.PENDING: StepStatus.WAITING,
+    HandlerResultKind.FAILED: StepStatus.FAILED,
+    HandlerResultKind.TIMED_OUT: StepStatus.TIMED_OUT,
+    HandlerResultKind.CANCELLED: StepStatus.CANCELLED,
+}
 
 
 @dataclass(frozen=True)
@@ -20,20 +48,20 @@ class StepOutcome:
 
     status: StepStatus
     output: Any = None
-    error: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
     retryable: bool = False
     inputs: Any = None
-    when_trace: list[dict[str, Any]] | None = None
+    when_trace: StepWhenTrace | None = None
     skip_reason: str | None = None
     wake_at: datetime | None = None
     state: Any = None
     ran_handler: bool = False
     signal: tuple[str, datetime | None] | None = None
-    new_children: list[str] = field(default_factory=list)
+    new_children: list[int] = field(default_factory=list)
 
 
-def failed(message: str, *, error_type: str = "StepError", retryable: bool = False) -> StepOutcome:
+def failed(
+    message: str, *, error_type: str = ErrorType.STEP_ERROR, retryable: bool = False
+) -> StepOutcome:
     """A failure the engine itself detected (bad inputs, unknown handler, bad items)."""
-    return StepOutcome(
-        StepStatus.FAILED, error={"type": error_type, "message": message}, retryable=retryable
-    )
+    return StepOutcome(StepStatus.FAILED, error=ErrorInfo(error_type, message), retryable=retryable)

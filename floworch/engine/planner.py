@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from floworch.model import Scope, StepNode
 from floworch.model.statuses import RunStatus, StepStatus
@@ -12,16 +13,27 @@ from floworch.model.statuses import RunStatus, StepStatus
 _FAILURES = (StepStatus.FAILED, StepStatus.TIMED_OUT)
 
 
+class Verdict(StrEnum):
+    """What the planner decided about a step whose predecessors changed."""
+
+    READY = "ready"
+    """Every predecessor ended in a status its rule accepts: dispatch the step."""
+    SKIP = "skip"
+    """Every predecessor is terminal but some rule is not met: the step is Skipped."""
+    BLOCKED = "blocked"
+    """Some predecessor has not finished yet."""
+
+
 @dataclass(frozen=True)
 class Readiness:
-    """The verdict on one step: ``ready``, ``skip`` (with the reason) or ``blocked``."""
+    """The verdict on one step, with the reason for a skip."""
 
-    verdict: str
+    verdict: Verdict
     reason: str | None = None
 
 
-BLOCKED = Readiness("blocked")
-READY = Readiness("ready")
+BLOCKED = Readiness(Verdict.BLOCKED)
+READY = Readiness(Verdict.READY)
 
 
 def readiness(node: StepNode, statuses: Mapping[str, StepStatus | None]) -> Readiness:
@@ -39,7 +51,7 @@ def readiness(node: StepNode, statuses: Mapping[str, StepStatus | None]) -> Read
             wanted = ", ".join(sorted(rule.statuses)) or "any"
             unmet.append(f"'{pred}' is {status} (runAfter needs {wanted})")
     if unmet:
-        return Readiness("skip", "; ".join(unmet))
+        return Readiness(Verdict.SKIP, "; ".join(unmet))
     return READY
 
 
@@ -73,10 +85,3 @@ def iteration_output(scope: Scope, outputs: Mapping[str, object]) -> object:
     if len(scope.leaves) == 1:
         return outputs.get(scope.leaves[0])
     return {leaf: outputs.get(leaf) for leaf in scope.leaves}
-
-
-def split_iteration_prefix(prefix: str) -> tuple[str, int]:
-    """``"outer.0.each.3."`` -> ``("outer.0.each", 3)``: the ForEach instance and the index."""
-    body = prefix[:-1]
-    loop_key, _, index = body.rpartition(".")
-    return loop_key, int(index)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,9 @@ from floworch.engine.expression_context import (
     loop_item,
     scope_chain,
 )
-from floworch.engine.outcomes import StepOutcome, failed
+from floworch.engine.outcomes import HandlerResultKind, StepOutcome, failed
+from floworch.engine.step_errors import ErrorInfo, ErrorType, error_json
+from floworch.engine.when import StepWhenTrace, evaluate_when
 from floworch.errors import HandlerNotFoundError
 from floworch.expressions import ExpressionError
 from floworch.model import DELAY, FOR_EACH, WAIT_FOR_SIGNAL, FlowDefinition, StepNode
@@ -26,13 +29,6 @@ from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.records import ClaimOutcome, RunRecord, StepRecord
 
 log = logging.getLogger("floworch.engine")
-
-_HANDLER_STATUS = {
-    "succeeded": StepStatus.SUCCEEDED,
-    "failed": StepStatus.FAILED,
-    "timed_out": StepStatus.TIMED_OUT,
-    "cancelled": StepStatus.CANCELLED,
-}
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -66,7 +62,7 @@ class Stepper:
         self.core = core
         self._complete = complete
 
-    async def run(self, envelope: StepEnvelope) -> str:
+    async def run(self, envelope: StepEnvelope) -> ClaimOutcome:
         """Claims and executes one dispatch; returns the claim outcome (``acquired`` when run)."""
         core = self.core
         flow = core.flows.get(envelope.flow_id)
@@ -80,7 +76,7 @@ class Stepper:
             now=now,
         )
         if not claim.acquired:
-            return claim.outcome
+            return ClaimOutcome(claim.outcome)
         assert claim.run is not None and claim.step is not None
         run, step = claim.run, claim.step
         if claim.outcome == ClaimOutcome.TAKEN_OVER:
@@ -88,10 +84,10 @@ class Stepper:
         if run.status != RunStatus.RUNNING:
             outcome = StepOutcome(
                 StepStatus.CANCELLED,
-                error={"type": "RunNotActive", "message": f"run is {run.status}"},
+                error=ErrorInfo(ErrorType.RUN_NOT_ACTIVE, f"run is {run.status}"),
             )
             await self._complete(flow, run.run_id, step, outcome)
-            return claim.outcome
+            return ClaimOutcome(claim.outcome)
         node = flow.node(step.step_key)
         attributes = {
             "floworch.flow_id": flow.id,
@@ -105,9 +101,9 @@ class Stepper:
                 delay = (now - envelope.scheduled_at).total_seconds()
                 core.telemetry.queue_delay.record(max(delay, 0.0), {"floworch.flow_id": flow.id})
             outcome = await self._execute(flow, run, step, node, now)
-            core.telemetry.finish_span(span, str(outcome.status), outcome.error)
+            core.telemetry.finish_span(span, str(outcome.status), error_json(outcome.error))
         await self._complete(flow, run.run_id, step, outcome)
-        return claim.outcome
+        return ClaimOutcome(claim.outcome)
 
     async def _execute(
         self, flow: FlowDefinition, run: RunRecord, step: StepRecord, node: StepNode, now: datetime
@@ -116,33 +112,28 @@ class Stepper:
         if run.timeout_at is not None and now >= run.timeout_at:
             return StepOutcome(
                 StepStatus.CANCELLED,
-                error={"type": "RunTimedOut", "message": "the run passed its timeout"},
+                error=ErrorInfo(ErrorType.RUN_TIMED_OUT, "the run passed its timeout"),
             )
         chain = scope_chain(flow, step.step_key)
         rows = await core.store.get_outputs(
             run.run_id, keys_to_load(flow, step.step_key, node.step_references)
         )
-        item, index = loop_item(rows, step.step_key, chain)
+        item, index = loop_item(rows, step.step_key)
         ctx = StepExpressionContext(run, rows, chain, now, item=item, index=index)
-        traces: list[dict[str, Any]] = []
-        for pred, rule in node.predecessors.items():
-            if rule.when is None:
-                continue
-            trace = rule.when.evaluate(ctx)
-            traces.append({"predecessor": pred, **trace.to_dict()})
-            if not trace.result:
-                reason = f"when clause of runAfter.{pred} is false"
-                if trace.error:
-                    reason = f"when clause of runAfter.{pred} failed: {trace.error}"
-                return StepOutcome(StepStatus.SKIPPED, when_trace=traces, skip_reason=reason)
-        when_trace = traces or None
+        when_trace = evaluate_when(node, ctx)
+        if when_trace is not None and not when_trace.passed:
+            return StepOutcome(
+                StepStatus.SKIPPED, when_trace=when_trace, skip_reason=when_trace.skip_reason
+            )
         if node.type == FOR_EACH:
             return self._start_loop(node, ctx, when_trace)
         try:
             inputs = node.inputs.resolve(ctx)
         except ExpressionError as exc:
-            outcome = failed(f"inputs could not be resolved: {exc}", error_type="ExpressionError")
-            return StepOutcome(**{**outcome.__dict__, "when_trace": when_trace})
+            outcome = failed(
+                f"inputs could not be resolved: {exc}", error_type=ErrorType.EXPRESSION_ERROR
+            )
+            return replace(outcome, when_trace=when_trace)
         if node.type == WAIT_FOR_SIGNAL:
             return self._wait_for_signal(step, inputs, now, when_trace)
         if node.type == DELAY:
@@ -152,18 +143,20 @@ class Stepper:
     # -- built-ins -----------------------------------------------------------------------------
 
     @staticmethod
-    def _start_loop(node: StepNode, ctx: StepExpressionContext, trace: Any) -> StepOutcome:
+    def _start_loop(
+        node: StepNode, ctx: StepExpressionContext, trace: StepWhenTrace | None
+    ) -> StepOutcome:
         assert node.for_each is not None
         try:
             items = node.for_each.resolve(ctx)
         except ExpressionError as exc:
             return failed(
-                f"forEach items could not be resolved: {exc}", error_type="ExpressionError"
+                f"forEach items could not be resolved: {exc}", error_type=ErrorType.EXPRESSION_ERROR
             )
         if not isinstance(items, list):
             return failed(
                 f"forEach must resolve to a list, got {type(items).__name__}",
-                error_type="ForEachItemsError",
+                error_type=ErrorType.FOR_EACH_ITEMS,
             )
         if not items:
             return StepOutcome(StepStatus.SUCCEEDED, output=[], when_trace=trace)
@@ -179,18 +172,20 @@ class Stepper:
             StepStatus.WAITING,
             state=state,
             when_trace=trace,
-            new_children=[str(i) for i in range(first)],
+            new_children=list(range(first)),
         )
 
     @staticmethod
-    def _wait_for_signal(step: StepRecord, inputs: Any, now: datetime, trace: Any) -> StepOutcome:
+    def _wait_for_signal(
+        step: StepRecord, inputs: Any, now: datetime, trace: StepWhenTrace | None
+    ) -> StepOutcome:
         state = step.state if isinstance(step.state, dict) else {}
         deadline = _parse_time(state.get("deadline"))
         if deadline is not None:
             if now >= deadline:
                 message = f"no signal {state.get('signal')!r} arrived before {deadline.isoformat()}"
                 return StepOutcome(
-                    StepStatus.TIMED_OUT, error={"type": "SignalTimeout", "message": message}
+                    StepStatus.TIMED_OUT, error=ErrorInfo(ErrorType.SIGNAL_TIMEOUT, message)
                 )
             return StepOutcome(
                 StepStatus.WAITING,
@@ -216,7 +211,9 @@ class Stepper:
         )
 
     @staticmethod
-    def _delay(step: StepRecord, inputs: Any, now: datetime, trace: Any) -> StepOutcome:
+    def _delay(
+        step: StepRecord, inputs: Any, now: datetime, trace: StepWhenTrace | None
+    ) -> StepOutcome:
         state = step.state if isinstance(step.state, dict) else {}
         until = _parse_time(state.get("until"))
         if until is None:
@@ -254,7 +251,7 @@ class Stepper:
         inputs: Any,
         item: Any,
         index: int | None,
-        trace: Any,
+        trace: StepWhenTrace | None,
     ) -> StepOutcome:
         core = self.core
         try:
@@ -262,7 +259,7 @@ class Stepper:
         except HandlerNotFoundError as exc:
             return StepOutcome(
                 StepStatus.FAILED,
-                error={"type": "HandlerNotFoundError", "message": str(exc)},
+                error=ErrorInfo(ErrorType.HANDLER_NOT_FOUND, str(exc)),
                 inputs=inputs,
                 when_trace=trace,
             )
@@ -321,21 +318,22 @@ class Stepper:
         step: StepRecord,
         result: HandlerOutcome,
         inputs: Any,
-        trace: Any,
+        trace: StepWhenTrace | None,
         started: datetime,
     ) -> StepOutcome:
         state = dict(step.state) if isinstance(step.state, dict) else {}
         poll = node.spec.poll
         now = self.core.clock.now()
         pending_delay = result.pending_delay
+        succeeded = result.kind == HandlerResultKind.SUCCEEDED
         if (
-            result.kind == "succeeded"
+            succeeded
             and poll is not None
             and poll.condition_path
             and _path_value(result.output, poll.condition_path) != poll.condition_equals
         ):
             pending_delay = timedelta(seconds=poll.interval_seconds)
-        if result.kind == "pending" or (result.kind == "succeeded" and pending_delay is not None):
+        if result.kind == HandlerResultKind.PENDING or (succeeded and pending_delay is not None):
             polls = int(state.get("polls", 0)) + 1
             first = _parse_time(state.get("pollStarted")) or started
             state.update({"polls": polls, "pollStarted": first.isoformat()})
@@ -349,7 +347,7 @@ class Stepper:
                     return StepOutcome(
                         StepStatus.TIMED_OUT,
                         output=result.output,
-                        error={"type": "PollTimeout", "message": message},
+                        error=ErrorInfo(ErrorType.POLL_TIMEOUT, message),
                         inputs=inputs,
                         when_trace=trace,
                         ran_handler=True,
@@ -367,10 +365,11 @@ class Stepper:
                 ran_handler=True,
             )
         return StepOutcome(
-            _HANDLER_STATUS[result.kind],
+            result.kind.step_status,
             output=result.output,
             error=result.error,
-            retryable=result.retryable and result.kind in ("failed", "timed_out"),
+            retryable=result.retryable
+            and result.kind in (HandlerResultKind.FAILED, HandlerResultKind.TIMED_OUT),
             inputs=inputs,
             when_trace=trace,
             ran_handler=True,

@@ -13,13 +13,10 @@ from typing import Any
 
 from floworch.engine.core import EngineCore, Send
 from floworch.engine.envelope import StepEnvelope
-from floworch.engine.planner import (
-    iteration_output,
-    readiness,
-    scope_status,
-    split_iteration_prefix,
-)
+from floworch.engine.planner import Verdict, iteration_output, readiness, scope_status
+from floworch.engine.step_errors import ErrorInfo, ErrorType
 from floworch.model import FlowDefinition, StepNode
+from floworch.model.instance_key import InstanceKey, descendants_prefix, is_root_key
 from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.port import StoreTx
 from floworch.storage.records import (
@@ -135,8 +132,8 @@ class Transition:
         )
         if updated is None:
             return False
-        error = fields.get("error")
-        message = str(error.get("message", "")) if isinstance(error, dict) else ""
+        error = ErrorInfo.from_json(fields.get("error"))
+        message = error.message if error is not None else ""
         self.event(f"Step{status}", key, message or fields.get("skip_reason") or "")
         await self.propagate([(key, status)])
         return True
@@ -147,7 +144,8 @@ class Transition:
         while work:
             key, status = work.pop(0)
             prefix, scope = self.flow.scope_of(key)
-            local = key[len(prefix) :]
+            instance = InstanceKey.parse(key)
+            local = instance.step
             known: dict[str, StepStatus] = {local: status}
             queue = [local]
             terminal_count = 1
@@ -181,16 +179,16 @@ class Transition:
                         statuses[pred] = known.get(pred) or (row.status if row else None)
                     verdict = readiness(node, statuses)
                     self._remember_blocker(prefix + succ, node, statuses, verdict.verdict)
-                    if verdict.verdict == "ready":
+                    if verdict.verdict == Verdict.READY:
                         ready.append(prefix + succ)
-                    elif verdict.verdict == "skip":
+                    elif verdict.verdict == Verdict.SKIP:
                         await self._insert_skipped(prefix + succ, node, verdict.reason or "")
                         known[succ] = StepStatus.SKIPPED
                         queue.append(succ)
                         terminal_count += 1
                 if ready and self.run_active:
                     await self.dispatch_new(ready)
-            await self._scope_progress(prefix, terminal_count, work)
+            await self._scope_progress(instance, terminal_count, work)
 
     async def _blocked_by_hint(self, prefix: str, succ: str, known: dict[str, StepStatus]) -> bool:
         """Whether a wide join is still blocked by the predecessor that blocked it last time.
@@ -210,10 +208,10 @@ class Transition:
         key: str,
         node: StepNode,
         statuses: dict[str, StepStatus | None],
-        verdict: str,
+        verdict: Verdict,
     ) -> None:
         hints = self.core.join_hints
-        if verdict != "blocked":
+        if verdict != Verdict.BLOCKED:
             hints.pop((self.run.run_id, key), None)
             return
         if len(node.predecessors) < _HINTED_JOIN:
@@ -246,14 +244,17 @@ class Transition:
     # -- scopes: the run and ForEach iterations ------------------------------------------------
 
     async def _scope_progress(
-        self, prefix: str, count: int, work: list[tuple[str, StepStatus]]
+        self, finished: InstanceKey, count: int, work: list[tuple[str, StepStatus]]
     ) -> None:
-        if prefix == "":
+        """Counts ``count`` steps of ``finished``'s scope as terminal; ends the scope (the run,
+        or one ForEach iteration) when none is left."""
+        loop_instance, index = finished.loop, finished.index
+        if loop_instance is None or index is None:
             self.run = await self.tx.update_run(self.run.run_id, remaining_delta=-count)
             if self.run.remaining <= 0 and self.run_active:
                 await self.finish_run()
             return
-        loop_key, index = split_iteration_prefix(prefix)
+        loop_key = str(loop_instance)
         loop = (await self.tx.get_steps(self.run.run_id, [loop_key])).get(loop_key)
         if loop is None or loop.status not in _ACTIVE or not isinstance(loop.state, dict):
             return
@@ -280,31 +281,38 @@ class Transition:
             self.run.run_id,
             loop_key,
             step_changes(
-                status=status, output=output, error=error, state=state, completed_at=self.now
+                status=status,
+                output=output,
+                error=error.to_json() if error else None,
+                state=state,
+                completed_at=self.now,
             ),
             expect_statuses=_ACTIVE,
         )
         if done is not None:
-            self.event(f"Step{status}", loop_key, error["message"] if error else "")
+            self.event(f"Step{status}", loop_key, error.message if error else "")
             work.append((loop_key, status))
 
     async def start_iteration(self, loop_key: str, node: StepNode, index: int) -> None:
         """Dispatches the entry steps of iteration ``index`` of a ForEach."""
         assert node.body is not None
-        await self.dispatch_new([f"{loop_key}.{index}.{entry}" for entry in node.body.entry])
+        loop = InstanceKey.parse(loop_key)
+        await self.dispatch_new([str(loop.child(index, entry)) for entry in node.body.entry])
 
     async def _loop_result(
         self, loop_key: str, node: StepNode, state: dict[str, Any]
-    ) -> tuple[StepStatus, Any, dict[str, Any] | None]:
+    ) -> tuple[StepStatus, Any, ErrorInfo | None]:
         assert node.body is not None
         body = node.body
-        rows = await self.tx.get_steps_with_prefix(self.run.run_id, loop_key + ".")
+        loop = InstanceKey.parse(loop_key)
+        rows = await self.tx.get_steps_with_prefix(self.run.run_id, descendants_prefix(loop_key))
         per_item: list[dict[str, StepRecord]] = [{} for _ in range(state["total"])]
         for row in rows:
-            rest = row.step_key[len(loop_key) + 1 :]
-            index_text, _, child = rest.partition(".")
-            if child in body.steps and index_text.isdigit() and int(index_text) < len(per_item):
-                per_item[int(index_text)][child] = row
+            child = InstanceKey.parse(row.step_key)
+            index = child.index
+            in_body = child.loop == loop and child.step in body.steps
+            if in_body and index is not None and index < len(per_item):
+                per_item[index][child.step] = row
         outputs: list[Any] = []
         failures: list[dict[str, Any]] = []
         for index, children in enumerate(per_item):
@@ -320,14 +328,14 @@ class Transition:
             return (
                 StepStatus.FAILED,
                 outputs,
-                {"type": "ForEachFailed", "message": message, "items": failures},
+                ErrorInfo.of(ErrorType.FOR_EACH_FAILED, message, items=failures),
             )
         return StepStatus.SUCCEEDED, outputs, None
 
     async def finish_run(self) -> None:
         """Ends the run with the status its root steps imply."""
         rows = await self.tx.get_steps_with_prefix(self.run.run_id, "")
-        statuses = {r.step_key: StepStatus(r.status) for r in rows if "." not in r.step_key}
+        statuses = {r.step_key: StepStatus(r.status) for r in rows if is_root_key(r.step_key)}
         status, unhandled = scope_status(self.flow.root, statuses)
         self.run = await self.tx.update_run(self.run.run_id, status=status, completed_at=self.now)
         self.run_finished = status

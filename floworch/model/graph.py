@@ -24,6 +24,7 @@ from floworch.expressions import (
     compile_condition,
     compile_value,
 )
+from floworch.model.instance_key import InstanceKey, InstanceKeyError
 from floworch.model.manifest import (
     DEFAULT_CONCURRENCY_LIMIT,
     FOR_EACH,
@@ -182,7 +183,7 @@ class FlowDefinition:
         Raises:
             UnknownStepKeyError: (a StepNotFoundError) the key is malformed or names no step.
         """
-        return self._lookup(instance_key)[0]
+        return self._lookup(instance_key)[1]
 
     def scope_of(self, instance_key: str) -> tuple[str, Scope]:
         """Return the instance-key prefix and the scope a step instance belongs to.
@@ -193,26 +194,26 @@ class FlowDefinition:
         Raises:
             UnknownStepKeyError: (a StepNotFoundError) the key is malformed or names no step.
         """
-        _, scope = self._lookup(instance_key)
-        cut = instance_key.rfind(".")
-        return instance_key[: cut + 1], scope
+        key, _, scope = self._lookup(instance_key)
+        return key.prefix, scope
 
-    def _lookup(self, instance_key: str) -> tuple[StepNode, Scope]:
-        parts = instance_key.split(".")
-        if len(parts) % 2 == 0:
-            raise UnknownStepKeyError(
-                self.id, instance_key, "expected '<step>' or '<loop>.<index>.<step>'"
-            )
-        for index in parts[1::2]:
-            if not index.isdigit() or not index.isascii():
-                raise UnknownStepKeyError(
-                    self.id, instance_key, f"{index!r} is not an iteration index"
-                )
-        template = ".".join(parts[0::2])
-        found = self._by_template.get(template)
+    def instance(self, instance_key: str) -> InstanceKey:
+        """Parse an instance key of this flow (checked against the manifest).
+
+        Raises:
+            UnknownStepKeyError: (a StepNotFoundError) the key is malformed or names no step.
+        """
+        return self._lookup(instance_key)[0]
+
+    def _lookup(self, instance_key: str) -> tuple[InstanceKey, StepNode, Scope]:
+        try:
+            key = InstanceKey.parse(instance_key)
+        except InstanceKeyError as exc:
+            raise UnknownStepKeyError(self.id, instance_key, exc.reason) from None
+        found = self._by_template.get(key.template)
         if found is None:
             raise UnknownStepKeyError(self.id, instance_key, "no such step in the manifest")
-        return found
+        return key, found[0], found[1]
 
 
 def _compile_scope(

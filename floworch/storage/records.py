@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from floworch.model.statuses import RunStatus, StepStatus
@@ -143,8 +144,8 @@ class DispatchRecord:
     sent_at: datetime | None = None
 
 
-class ClaimOutcome:
-    """Why :meth:`StoreTx.claim_step` did or did not hand the step to the caller."""
+class ClaimOutcome(StrEnum):
+    """Why :meth:`Store.claim_step` did or did not hand the step to the caller."""
 
     ACQUIRED = "acquired"
     TAKEN_OVER = "taken_over"
@@ -167,7 +168,7 @@ class ClaimResult:
         return self.outcome in (ClaimOutcome.ACQUIRED, ClaimOutcome.TAKEN_OVER)
 
 
-class SignalOutcome:
+class SignalOutcome(StrEnum):
     """The answer of a signal delivery."""
 
     DELIVERED = "Delivered"
