@@ -15,6 +15,7 @@ from floworch.cli.loading import load_project, registry_of
 from floworch.cli.settings import Settings
 from floworch.errors import FlowValidationError
 from floworch.runtime.servicebus.topology import (
+    SCHEMA_ID,
     NamespaceBackend,
     Plan,
     Topology,
@@ -27,7 +28,9 @@ from floworch.runtime.servicebus.topology import (
     read_document,
     render_document,
     render_plan_text,
+    schema_file_for,
     schema_reference,
+    schema_text,
 )
 from floworch.runtime.servicebus.topology.render import describe_change
 
@@ -254,34 +257,50 @@ def topology_group() -> None:
 )
 @click.option(
     "--schema-ref",
-    help="The document's $schema (default: the shipped schema, relative to --out; '' for none).",
+    help="The document's $schema (default: a copy of the JSON Schema written beside --out, "
+    "e.g. topology/servicebus.schema.json; with --out - the schema's id; '' for none).",
 )
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 when --out is out of date.")
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 when --out (or its schema) is stale."
+)
 def export_command(
     flows_path: str | None, topic: str | None, out: str, schema_ref: str | None, check: bool
 ) -> None:
-    """Write the flows' topology as topology/servicebus.json (the emulator and Bicep read it)."""
+    """Write the flows' topology as topology/servicebus.json (the emulator and Bicep read it).
+
+    Unless --schema-ref is given, the JSON Schema is written beside the document and $schema
+    names it, so editors complete the document and its text does not depend on where floworch
+    is installed (`--check` passes on any machine).
+    """
     desired = _desired(flows_path, topic)
-    if schema_ref is None:
-        schema_ref = schema_reference(Path(out if out != "-" else DEFAULT_OUT))
-    text = render_document(desired, schema=schema_ref or None)
     if out == "-":
+        text = render_document(desired, schema=SCHEMA_ID if schema_ref is None else schema_ref)
         click.echo(text, nl=False)
         return
     path = Path(out)
+    files = {path: render_document(desired, schema=schema_ref or schema_reference(path))}
+    if schema_ref == "":
+        files[path] = render_document(desired, schema=None)
+    elif schema_ref is None:
+        files[schema_file_for(path)] = schema_text()
     if check:
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current != text:
+        stale = [
+            str(p) for p, text in files.items() if not p.exists() or p.read_text("utf-8") != text
+        ]
+        if stale:
             raise TopologyError(
-                f"{out} is out of date with the flows; run `floworch topology export --out {out}`"
+                f"{' and '.join(stale)} out of date with the flows; run "
+                f"`floworch topology export --out {out}`"
             )
         click.echo(f"{out} is up to date")
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    for target, text in files.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
     subs = sum(len(t.subscriptions) for t in desired.topics)
+    also = f" (and its schema {schema_file_for(path)})" if schema_ref is None else ""
     click.echo(
-        f"wrote {out}: {len(desired.topics)} topic(s), {subs} subscription(s), "
+        f"wrote {out}{also}: {len(desired.topics)} topic(s), {subs} subscription(s), "
         f"{len(desired.queues)} queue(s)"
     )
 

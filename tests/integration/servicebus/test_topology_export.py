@@ -15,14 +15,17 @@ from floworch.emulator.topology import load_topology
 from floworch.engine.flows import FlowRegistry
 from floworch.model import load_flows_from_path
 from floworch.runtime.servicebus.topology import (
+    SCHEMA_ID,
     Topology,
     TopologyDocumentError,
     desired_topology,
     plan_topology,
     read_document,
     render_document,
+    schema_file_for,
     schema_reference,
 )
+from floworch.runtime.servicebus.topology import document as document_module
 from floworch.runtime.servicebus.topology.document import SCHEMA_FILE
 from floworch.testing.servicebus import start_servicebus_emulator
 
@@ -43,7 +46,10 @@ def test_the_repository_file_is_what_export_writes_for_the_examples(desired: Top
         "topology/servicebus.json is stale; regenerate it with "
         "`floworch topology export --flows <dir with the example manifests>`"
     )
-    assert json.loads(expected)["$schema"] == "../floworch/emulator/topology.schema.json"
+    assert json.loads(expected)["$schema"] == "servicebus.schema.json"
+    assert (REPO_FILE.parent / "servicebus.schema.json").read_text(encoding="utf-8") == (
+        SCHEMA_FILE.read_text(encoding="utf-8")
+    ), "topology/servicebus.schema.json is stale; rerun `floworch topology export`"
 
 
 @pytest.mark.emulator
@@ -87,7 +93,8 @@ def test_cli_export_writes_checks_and_prints(tmp_path: Path) -> None:
     loaded = load_topology(out)  # relative $schema is ignored by the loader, kept for editors
     assert [q.name for q in loaded.queues] == ["flow-cron", "flow-triggers", "orders-in"]
     schema = json.loads(out.read_text(encoding="utf-8"))["$schema"]
-    assert (out.parent / schema).resolve() == SCHEMA_FILE
+    assert schema == "servicebus.schema.json"
+    assert (out.parent / schema).read_bytes() == SCHEMA_FILE.read_bytes()
 
     fresh = runner.invoke(
         topology_group, ["export", "--flows", str(flows), "--out", str(out), "--check"]
@@ -102,6 +109,16 @@ def test_cli_export_writes_checks_and_prints(tmp_path: Path) -> None:
     )
     assert stale.exit_code == 1
     assert "out of date" in str(stale.exception)
+    (flows / "more.yaml").unlink()
+    (out.parent / schema).write_text("{}", encoding="utf-8")  # a floworch upgrade changed it
+    old_schema = runner.invoke(
+        topology_group, ["export", "--flows", str(flows), "--out", str(out), "--check"]
+    )
+    assert old_schema.exit_code == 1
+    assert "servicebus.schema.json out of date" in str(old_schema.exception)
+
+    with_id = runner.invoke(topology_group, ["export", "--flows", str(flows), "--out", "-"])
+    assert json.loads(with_id.output)["$schema"] == SCHEMA_ID
 
     printed = runner.invoke(
         topology_group, ["export", "--flows", str(flows), "--out", "-", "--schema-ref", ""]
@@ -109,7 +126,7 @@ def test_cli_export_writes_checks_and_prints(tmp_path: Path) -> None:
     assert printed.exit_code == 0
     document = json.loads(printed.output)
     assert "$schema" not in document
-    assert len(document["topics"][0]["subscriptions"]) == 3
+    assert len(document["topics"][0]["subscriptions"]) == 2
 
 
 @pytest.mark.emulator
@@ -141,7 +158,29 @@ def test_a_file_that_is_not_json_says_where(tmp_path: Path) -> None:
         read_document(bad)
 
 
-def test_schema_reference_is_relative_to_the_document(tmp_path: Path) -> None:
+def test_schema_reference_names_the_copy_beside_the_document(tmp_path: Path) -> None:
     assert SCHEMA_FILE.is_file()
-    ref = schema_reference(tmp_path / "topology" / "servicebus.json")
-    assert (tmp_path / "topology" / ref).resolve() == SCHEMA_FILE
+    document = tmp_path / "topology" / "servicebus.json"
+    assert schema_reference(document) == "servicebus.schema.json"
+    assert schema_file_for(document) == tmp_path / "topology" / "servicebus.schema.json"
+    assert json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["$id"] == SCHEMA_ID
+
+
+def test_export_check_passes_where_floworch_is_installed_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 9.18: the document is exported on a laptop (editable install) and checked in CI,
+    # where floworch sits in site-packages. Nothing in it may depend on the install location.
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "hello.yaml").write_bytes(EXAMPLES[0].read_bytes())
+    out = tmp_path / "repo" / "topology" / "servicebus.json"
+    args = ["export", "--flows", str(flows), "--out", str(out)]
+    runner = CliRunner()
+    assert runner.invoke(topology_group, args).exit_code == 0
+    elsewhere = tmp_path / "ci" / "site-packages" / "floworch" / "emulator" / "topology.schema.json"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_bytes(SCHEMA_FILE.read_bytes())
+    monkeypatch.setattr(document_module, "SCHEMA_FILE", elsewhere)
+    checked = runner.invoke(topology_group, [*args, "--check"])
+    assert checked.exit_code == 0, checked.output

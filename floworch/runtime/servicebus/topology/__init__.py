@@ -25,9 +25,12 @@ from floworch.runtime.servicebus.topology.capacity import (
 from floworch.runtime.servicebus.topology.desired import FLOW_ID_PROPERTY, desired_topology
 from floworch.runtime.servicebus.topology.diff import NamespaceState, compute_plan, read_namespace
 from floworch.runtime.servicebus.topology.document import (
+    SCHEMA_ID,
     read_document,
     render_document,
+    schema_file_for,
     schema_reference,
+    schema_text,
     to_document,
 )
 from floworch.runtime.servicebus.topology.errors import (
@@ -68,6 +71,7 @@ __all__ = [
     "DEFAULT_RULE_NAME",
     "FLOW_ID_PROPERTY",
     "MAX_SUBSCRIPTIONS_PER_TOPIC",
+    "SCHEMA_ID",
     "Action",
     "Change",
     "CorrelationFilterSpec",
@@ -107,6 +111,8 @@ __all__ = [
     "read_namespace",
     "render_document",
     "render_plan_text",
+    "schema_file_for",
     "schema_reference",
+    "schema_text",
     "to_document",
 ]

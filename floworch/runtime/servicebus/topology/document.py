@@ -1,15 +1,16 @@
 """``topology/servicebus.json``: writing a :class:`Topology` as the document the emulator loads
 (and Bicep reads), and reading such a document back as the topology to plan against.
 
-The format is described in ``docs/topology.md``; its JSON Schema is
-``floworch/emulator/topology.schema.json``. Only the settings the topology manager manages are
-written; every other setting is left to Service Bus's defaults.
+The format is described in ``docs/topology.md``; its JSON Schema ships as
+``floworch/emulator/topology.schema.json``, and an export writes a copy beside the document
+(``servicebus.schema.json``) that ``$schema`` names, so the document says the same wherever
+floworch is installed. Only the settings the topology manager manages are written; every other
+setting is left to Service Bus's defaults.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +41,8 @@ from floworch.runtime.servicebus.topology.model import (
 
 #: Where the JSON Schema of the document ships, inside the installed package.
 SCHEMA_FILE = Path(__file__).resolve().parents[3] / "emulator" / "topology.schema.json"
+#: The schema's ``$id``: the ``$schema`` of a document that has no schema file beside it.
+SCHEMA_ID = "https://floworch.dev/schemas/servicebus-topology.json"
 
 # Correlation filter keys of the document -> CorrelationFilterSpec attributes.
 _CORRELATION_KEYS = {
@@ -62,11 +65,22 @@ _UNMANAGED = {
 }
 
 
+def schema_file_for(document_path: Path) -> Path:
+    """Where an export writes the schema copy of ``document_path``: beside it, named
+    ``<stem>.schema.json`` (``topology/servicebus.json`` -> ``topology/servicebus.schema.json``)."""
+    return document_path.with_name(f"{document_path.stem}.schema.json")
+
+
 def schema_reference(document_path: Path) -> str:
-    """The ``$schema`` value for a document written at ``document_path``: the shipped schema's
-    path relative to the document's directory (so editors find it)."""
-    relative = os.path.relpath(SCHEMA_FILE, document_path.resolve().parent)
-    return Path(relative).as_posix()
+    """The ``$schema`` of a document written at ``document_path``: the file name of its schema
+    copy (:func:`schema_file_for`), relative to the document, so editors find it and the text
+    does not depend on where floworch is installed."""
+    return schema_file_for(document_path).name
+
+
+def schema_text() -> str:
+    """The JSON Schema of the document, as shipped (what the schema copy holds)."""
+    return SCHEMA_FILE.read_text(encoding="utf-8")
 
 
 def to_document(topology: Topology, *, schema: str | None = None) -> dict[str, Any]:
