@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, JsonValue, ValidationInfo, field_validator
 
+from floworch import limits
 from floworch.model.triggers import SLUG_PATTERN, ManifestModel, Trigger
 
 FOR_EACH = "ForEach"
@@ -27,6 +28,27 @@ DEFAULT_CONCURRENCY_LIMIT = 10
 RunAfterStatus = Literal["Succeeded", "Failed", "Skipped", "TimedOut", "Cancelled"]
 """A terminal step status a ``runAfter`` rule can wait for."""
 
+_MAX_SECONDS = limits.MAX_DURATION_SECONDS
+
+
+_STEP_KEYS: dict[str, Any] = {
+    "propertyNames": {
+        "pattern": f"^{limits.STEP_KEY_PATTERN}$",
+        "maxLength": limits.STEP_KEY_MAX_LENGTH,
+    }
+}
+_TRIGGER_KEYS: dict[str, Any] = {
+    "propertyNames": {
+        "pattern": f"^{limits.ID_PATTERN}$",
+        "maxLength": limits.TRIGGER_KEY_MAX_LENGTH,
+    }
+}
+
+
+def _checked(problem: str | None) -> None:
+    if problem:
+        raise ValueError(problem)
+
 
 class RetryPolicy(ManifestModel):
     """Automatic retries of a failed step with exponential backoff.
@@ -36,16 +58,22 @@ class RetryPolicy(ManifestModel):
     """
 
     max_attempts: int = Field(
-        default=3, ge=1, description="Attempts in total, counting the first try."
+        default=3,
+        ge=1,
+        le=limits.MAX_ATTEMPTS,
+        description="Attempts in total, counting the first try.",
     )
     initial_interval_seconds: float = Field(
-        default=1.0, gt=0, description="Delay before the first retry."
+        default=1.0, gt=0, le=_MAX_SECONDS, description="Delay before the first retry."
     )
     backoff_coefficient: float = Field(
         default=2.0, ge=1, description="Each further delay is the previous one times this."
     )
     max_interval_seconds: float | None = Field(
-        default=None, gt=0, description="Upper bound of a delay (>= initialIntervalSeconds)."
+        default=None,
+        gt=0,
+        le=_MAX_SECONDS,
+        description="Upper bound of a delay (>= initialIntervalSeconds).",
     )
     retry_on: list[str] | None = Field(
         default=None,
@@ -64,7 +92,11 @@ class RetryPolicy(ManifestModel):
         return value
 
     def delay_before(self, attempt: int) -> timedelta:
-        """Return the delay before ``attempt`` (2 for the first retry, 3 for the next, ...)."""
+        """Return the delay before ``attempt`` (2 for the first retry, 3 for the next, ...).
+
+        The delay never exceeds ``maxIntervalSeconds``, nor the longest duration a manifest may
+        ask for (:data:`floworch.limits.MAX_DURATION`).
+        """
         exponent = max(attempt - 2, 0)
         try:
             seconds = self.initial_interval_seconds * self.backoff_coefficient**exponent
@@ -72,18 +104,24 @@ class RetryPolicy(ManifestModel):
             seconds = float("inf")
         if self.max_interval_seconds is not None:
             seconds = min(seconds, self.max_interval_seconds)
-        return timedelta(seconds=min(seconds, timedelta.max.total_seconds() / 2))
+        return timedelta(seconds=min(seconds, _MAX_SECONDS))
 
 
 class PollPolicy(ManifestModel):
     """How the engine re-runs a step whose handler returned Pending."""
 
-    interval_seconds: float = Field(gt=0, description="Delay between polls.")
+    interval_seconds: float = Field(gt=0, le=_MAX_SECONDS, description="Delay between polls.")
     timeout_seconds: float | None = Field(
-        default=None, gt=0, description="Fail the step with TimedOut after polling this long."
+        default=None,
+        gt=0,
+        le=_MAX_SECONDS,
+        description="Fail the step with TimedOut after polling this long.",
     )
     min_attempts: int | None = Field(
-        default=None, ge=1, description="Poll at least this many times, even past the timeout."
+        default=None,
+        ge=1,
+        le=limits.MAX_ATTEMPTS,
+        description="Poll at least this many times, even past the timeout.",
     )
     condition_path: str | None = Field(
         default=None,
@@ -132,6 +170,7 @@ class StepSpec(ManifestModel):
 
     type: str = Field(
         min_length=1,
+        max_length=limits.STEP_TYPE_MAX_LENGTH,
         description="Handler name, or ForEach, WaitForSignal or Delay.",
         examples=["ForEach", "WaitForSignal", "Delay"],
     )
@@ -147,7 +186,10 @@ class StepSpec(ManifestModel):
     )
     retry: RetryPolicy | None = Field(default=None, description="Automatic retry policy.")
     timeout_seconds: float | None = Field(
-        default=None, gt=0, description="Fail an attempt that runs longer than this."
+        default=None,
+        gt=0,
+        le=_MAX_SECONDS,
+        description="Fail an attempt that runs longer than this.",
     )
     poll: PollPolicy | None = Field(default=None, description="Polling of a Pending handler.")
     for_each: JsonValue = Field(
@@ -158,11 +200,20 @@ class StepSpec(ManifestModel):
     concurrency_limit: int | None = Field(
         default=None,
         ge=1,
+        le=limits.MAX_FOR_EACH_ITEMS,
         description=f"ForEach only: iterations run at once (default {DEFAULT_CONCURRENCY_LIMIT}).",
     )
     steps: dict[str, StepSpec] | None = Field(
-        default=None, description="ForEach only: the loop body, its own DAG of steps."
+        default=None,
+        description="ForEach only: the loop body, its own DAG of steps.",
+        json_schema_extra=_STEP_KEYS,
     )
+
+    @field_validator("type")
+    @classmethod
+    def _check_type(cls, value: str) -> str:
+        _checked(limits.step_type_problem(value))
+        return value
 
     @field_validator("for_each")
     @classmethod
@@ -186,21 +237,38 @@ class FlowManifest(ManifestModel):
     )
     id: str = Field(
         pattern=SLUG_PATTERN,
-        max_length=200,
+        max_length=limits.FLOW_ID_MAX_LENGTH,
         description="Stable flow id: letters, digits, '-', '_', '.'.",
     )
     version: Annotated[
         str, BeforeValidator(_version_from_number, json_schema_input_type=str | int | float)
-    ] = Field(min_length=1, description="Flow version; a number is read as text.")
+    ] = Field(
+        min_length=1,
+        max_length=limits.FLOW_VERSION_MAX_LENGTH,
+        description="Flow version; a number is read as text.",
+    )
     description: str | None = Field(default=None, description="What this flow does.")
     enabled: bool = Field(default=True, description="Disabled flows start no runs.")
     timeout_seconds: float | None = Field(
-        default=None, gt=0, description="Time out a run that lasts longer than this."
+        default=None,
+        gt=0,
+        le=_MAX_SECONDS,
+        description="Time out a run that lasts longer than this.",
     )
     triggers: dict[str, Trigger] = Field(
-        default_factory=dict, description="Named triggers that start runs."
+        default_factory=dict,
+        description="Named triggers that start runs.",
+        json_schema_extra=_TRIGGER_KEYS,
     )
-    steps: dict[str, StepSpec] = Field(min_length=1, description="Named steps (a DAG).")
+    steps: dict[str, StepSpec] = Field(
+        min_length=1, description="Named steps (a DAG).", json_schema_extra=_STEP_KEYS
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _check_version(cls, value: str) -> str:
+        _checked(limits.flow_version_problem(value))
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as JSON-ready data in manifest (camelCase) names."""

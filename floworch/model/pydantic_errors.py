@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from floworch import limits
 from floworch.errors import ValidationIssue
 from floworch.model.manifest import FlowManifest, PollPolicy, RetryPolicy, RunAfterSpec, StepSpec
 from floworch.model.triggers import TRIGGER_MODELS, CronTrigger
@@ -148,9 +149,12 @@ def _message(
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<"}
     if kind in bounds or kind == "less_than_equal":
         limit = next(iter(ctx.values()), "?")
+        unit = ""
+        if kind == "less_than_equal" and limit == limits.MAX_DURATION_SECONDS:
+            limit, unit = limits.MAX_DURATION_SECONDS, f" seconds ({limits.MAX_DURATION.days} days)"
         limit = f"{limit:g}" if isinstance(limit, float) else limit
         operator = bounds.get(kind, "<=")
-        return f"must be {operator} {limit} (got {value!r})"
+        return f"must be {operator} {limit}{unit} (got {value!r})"
     if kind == "literal_error":
         hint = did_you_mean(value, re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
         return f"must be one of {ctx.get('expected')} (got {value!r}){hint}"

@@ -9,7 +9,10 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 from pydantic.alias_generators import to_camel
 
-SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+from floworch import limits
+
+SLUG_PATTERN = rf"^{limits.ID_PATTERN}$"
+"""Flow ids and webhook slugs (pydantic's regex engine matches ``$`` only at the very end)."""
 
 
 class ManifestModel(BaseModel):
@@ -30,6 +33,11 @@ def cron_problem(expression: str) -> str | None:
 
     Five fields (minute hour day-of-month month day-of-week) or six with seconds first.
     """
+    if len(expression) > limits.CRON_EXPRESSION_MAX_LENGTH:
+        return (
+            f"cron expression is {len(expression)} characters long; the limit is "
+            f"{limits.CRON_EXPRESSION_MAX_LENGTH}"
+        )
     fields = expression.split()
     if len(fields) not in (5, 6):
         return (
@@ -99,7 +107,11 @@ class WebhookTrigger(ManifestModel):
     """A run started by an HTTP POST to ``/webhooks/<slug>``."""
 
     type: Literal["Webhook"]
-    slug: str = Field(pattern=SLUG_PATTERN, max_length=200, description="URL path segment.")
+    slug: str = Field(
+        pattern=SLUG_PATTERN,
+        max_length=limits.WEBHOOK_SLUG_MAX_LENGTH,
+        description="URL path segment.",
+    )
     secret: str | None = Field(
         default=None,
         description="HMAC secret for the signature header; 'env:NAME' reads environment "
@@ -118,8 +130,23 @@ class ServiceBusTrigger(ManifestModel):
     """A run started by a Service Bus message (queue ``flow-triggers`` unless ``queue`` is set)."""
 
     type: Literal["ServiceBus"]
-    queue: str | None = Field(default=None, min_length=1, description="Queue to listen on.")
+    queue: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=limits.QUEUE_NAME_MAX_LENGTH,
+        pattern=f"^{limits.QUEUE_NAME_PATTERN}$",
+        description="Queue to listen on.",
+    )
     description: str | None = Field(default=None, description="What this trigger is for.")
+
+    @field_validator("queue", mode="before")
+    @classmethod
+    def _check_queue(cls, value: object) -> object:
+        # Checked here so the message names the rule; the Field bounds feed the JSON Schema.
+        problem = limits.queue_name_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 Trigger = Annotated[

@@ -7,13 +7,13 @@ data, so that one call reports every error it can find.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from floworch import limits
 from floworch.errors import FlowValidationError, ValidationIssue
 from floworch.expressions import (
     ExpressionSyntaxError,
@@ -31,8 +31,7 @@ from floworch.model.manifest import (
 )
 from floworch.model.pydantic_errors import did_you_mean, json_type_name, pydantic_issues
 
-STEP_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-MAX_DEPTH = 100
+MAX_DEPTH = limits.MAX_MANIFEST_NESTING
 _FOR_EACH_ONLY = ("forEach", "concurrencyLimit", "steps")
 
 
@@ -106,7 +105,8 @@ def semantic_issues(
     if not isinstance(steps, Mapping):
         return []
     checker = _SemanticChecker(steps, step_types)
-    checker.check_scope(steps, "steps", visible={}, owner=None)
+    checker.check_trigger_keys(data.get("triggers"))
+    checker.check_scope(steps, "steps", visible={}, owner=None, loops=())
     return checker.issues
 
 
@@ -129,6 +129,14 @@ class _SemanticChecker:
     def add(self, path: str, message: str) -> None:
         self.issues.append(ValidationIssue(path, message))
 
+    def check_trigger_keys(self, triggers: object) -> None:
+        if not isinstance(triggers, Mapping):
+            return
+        for key in triggers:
+            problem = limits.trigger_key_problem(key)
+            if problem:
+                self.add(f"triggers.{key}", problem)
+
     def check_scope(
         self,
         steps: Mapping[Any, Any],
@@ -136,15 +144,25 @@ class _SemanticChecker:
         *,
         visible: Mapping[str, str],
         owner: str | None,
+        loops: tuple[str, ...],
     ) -> None:
+        """Check one scope; ``loops`` are the keys of the ForEach steps enclosing it."""
         keys = [key for key in steps if isinstance(key, str)]
         for key in keys:
             step_path = f"{path}.{key}"
-            if not STEP_KEY_PATTERN.match(key):
+            problem = limits.step_key_problem(key)
+            longest = limits.instance_key_length([*loops, key])
+            if problem:
+                self.add(step_path, problem)
+            elif longest > limits.INSTANCE_KEY_MAX_LENGTH:
+                example = "".join(
+                    f"{loop}.{'9' * limits.FOR_EACH_INDEX_MAX_LENGTH}." for loop in loops
+                )
                 self.add(
                     step_path,
-                    f"step key {key!r} must start with a letter or '_' and contain only "
-                    "letters, digits, '_' and '-'",
+                    f"this step's instance key ({example}{key}) can be {longest} characters "
+                    f"long inside {len(loops)} ForEach loop(s); the limit is "
+                    f"{limits.INSTANCE_KEY_MAX_LENGTH}: use shorter step keys or nest fewer loops",
                 )
             elif key in visible:
                 self.add(
@@ -157,7 +175,9 @@ class _SemanticChecker:
         for key in keys:
             raw = steps[key]
             if isinstance(raw, Mapping):
-                preds = self.check_step(key, raw, f"{path}.{key}", keys, inner_visible, owner)
+                preds = self.check_step(
+                    key, raw, f"{path}.{key}", keys, inner_visible, owner, loops
+                )
                 edges[key] = preds
         self.check_cycles(edges, path)
 
@@ -169,10 +189,11 @@ class _SemanticChecker:
         scope_keys: list[str],
         visible: Mapping[str, str],
         owner: str | None,
+        loops: tuple[str, ...],
     ) -> list[str]:
         step_type = raw.get("type")
         if isinstance(step_type, str) and step_type:
-            self.check_type(step_type, raw, path, visible)
+            self.check_type(step_type, raw, path, visible, (*loops, key))
         references: list[tuple[str, str]] = []
         in_loop = owner is not None
         references += self.check_expressions(raw.get("inputs"), f"{path}.inputs", in_loop)
@@ -184,7 +205,12 @@ class _SemanticChecker:
         return preds
 
     def check_type(
-        self, step_type: str, raw: Mapping[Any, Any], path: str, visible: Mapping[str, str]
+        self,
+        step_type: str,
+        raw: Mapping[Any, Any],
+        path: str,
+        visible: Mapping[str, str],
+        loops: tuple[str, ...],
     ) -> None:
         if self.step_types is not None and step_type not in self.step_types:
             known = ", ".join(sorted(self.step_types - BUILTIN_STEP_TYPES)) or "none"
@@ -216,7 +242,11 @@ class _SemanticChecker:
             elif isinstance(body, Mapping):
                 body_visible = {k: v for k, v in visible.items()}
                 self.check_scope(
-                    body, f"{path}.steps", visible=body_visible, owner=path.rsplit(".", 1)[-1]
+                    body,
+                    f"{path}.steps",
+                    visible=body_visible,
+                    owner=path.rsplit(".", 1)[-1],
+                    loops=loops,
                 )
         elif step_type == WAIT_FOR_SIGNAL:
             signal = inputs.get("signalName")
@@ -224,6 +254,8 @@ class _SemanticChecker:
                 self.add(
                     f"{path}.inputs.signalName", "WaitForSignal needs a non-empty string signalName"
                 )
+            elif not is_expression(signal) and (problem := limits.signal_name_problem(signal)):
+                self.add(f"{path}.inputs.signalName", problem)
             if "timeoutSeconds" in inputs:
                 self.check_number(
                     inputs["timeoutSeconds"], f"{path}.inputs.timeoutSeconds", strict=True
@@ -253,6 +285,8 @@ class _SemanticChecker:
             )
         elif value < 0 or (strict and value == 0) or value != value:
             self.add(path, f"must be {operator} 0 (got {value!r})")
+        elif problem := limits.duration_problem(value):
+            self.add(path, f"{problem} (got {value!r})")
 
     def check_timestamp(self, value: object, path: str) -> None:
         if isinstance(value, str) and is_expression(value):
@@ -263,9 +297,13 @@ class _SemanticChecker:
             except ValueError:
                 pass
             else:
-                if moment.tzinfo is not None:
+                if moment.tzinfo is None:
+                    self.add(path, f"timestamp {value!r} needs a time zone (e.g. 'Z' or '+01:00')")
                     return
-                self.add(path, f"timestamp {value!r} needs a time zone (e.g. 'Z' or '+01:00')")
+                try:
+                    moment.astimezone(UTC)
+                except OverflowError:
+                    self.add(path, f"timestamp {value!r} is out of range in UTC")
                 return
         self.add(path, f"must be an ISO 8601 timestamp or an expression (got {value!r})")
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from floworch.engine.flows import FlowRegistry
-from floworch.model import FlowManifest
+from floworch.model import FlowManifest, ServiceBusTrigger
 from floworch.runtime.servicebus.names import MAX_SUBSCRIPTION_NAME, subscription_name
 from floworch.runtime.servicebus.topology import (
     CorrelationFilterSpec,
@@ -59,7 +59,7 @@ def test_cron_and_triggers_queues_have_duplicate_detection() -> None:
 
 def test_long_flow_ids_get_distinct_subscription_names_within_the_limit() -> None:
     base = "a-very-long-flow-identifier-that-goes-on-and-on-and-on"
-    ids = [f"{base}-one", f"{base}-two", "z" * 120]
+    ids = [f"{base}-one", f"{base}-two", "z" * 100]  # 100: the longest flow id
     topology = desired_topology([flow(i) for i in ids])
     names = [s.name for s in topology.topics[0].subscriptions]
     assert all(len(n) <= MAX_SUBSCRIPTION_NAME for n in names)
@@ -89,8 +89,10 @@ def test_service_bus_trigger_queues_are_added_once() -> None:
 
 
 def test_trigger_queue_problems_are_all_reported_with_their_path() -> None:
+    # Manifest validation refuses "-nope-" already; a manifest built without it reaches here.
+    unchecked = ServiceBusTrigger.model_construct(type="ServiceBus", queue="-nope-")
     flows = [
-        flow("a", bad={"type": "ServiceBus", "queue": "-nope-"}),
+        flow("a").model_copy(update={"triggers": {"bad": unchecked}}),
         flow("b", cron={"type": "ServiceBus", "queue": "Flow-Cron"}),
         flow("c", topic={"type": "ServiceBus", "queue": "flow-steps"}),
     ]
