@@ -45,6 +45,8 @@ WEBHOOK_SLUG_MAX_LENGTH = 200
 """Webhook URL path segments."""
 QUEUE_NAME_MAX_LENGTH = 260
 """Service Bus queue names (Service Bus allows 260 characters)."""
+STATUS_MAX_LENGTH = 20
+"""Run and step statuses (``Succeeded``, ``TimedOut``, ...), chosen by floworch."""
 SERVICE_BUS_MESSAGE_ID_MAX_LENGTH = 128
 """Service Bus refuses longer ``MessageId`` values (the SDK raises ValueError)."""
 
