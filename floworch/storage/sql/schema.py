@@ -1,6 +1,8 @@
 """The SQL schema: SQLAlchemy Core tables for everything the store keeps.
 
-Lengths are chosen so every primary key fits SQL Server's 900-byte index key limit with
+Key lengths come from :mod:`floworch.limits`, which validation checks values against, so a value
+validation accepts always fits its column (``tests/unit/test_limits.py`` asserts they agree).
+They are chosen so every primary key fits SQL Server's 900-byte index key limit with
 ``nvarchar`` (two bytes a character). Child tables reference ``runs`` without cascades: SQL
 Server forbids multiple cascade paths, and retention deletes children explicitly in batches.
 Claims and idempotency keys carry no foreign key on purpose: a claim for an unknown run must be a
@@ -23,14 +25,22 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mssql
 from sqlalchemy.types import TypeEngine
 
+from floworch import limits
 from floworch.storage.sql.column_types import JSONText, LongText, UTCDateTime
 
-ID_LENGTH = 100
-"""Run ids, flow ids, trigger keys, signal names, owners."""
-STEP_KEY_LENGTH = 300
-"""Step keys (``each.3.charge`` grows with nesting)."""
-IDEMPOTENCY_KEY_LENGTH = 200
-STATUS_LENGTH = 20
+STEP_KEY_LENGTH = limits.INSTANCE_KEY_MAX_LENGTH
+"""Step instance keys (``each.3.charge`` grows with nesting)."""
+IDEMPOTENCY_KEY_LENGTH = limits.IDEMPOTENCY_KEY_MAX_LENGTH
+STATUS_LENGTH = limits.STATUS_MAX_LENGTH
+_ID_LENGTHS = {
+    "run_id": limits.RUN_ID_MAX_LENGTH,
+    "source_run_id": limits.RUN_ID_MAX_LENGTH,
+    "flow_id": limits.FLOW_ID_MAX_LENGTH,
+    "trigger_key": limits.TRIGGER_KEY_MAX_LENGTH,
+    "signal_name": limits.SIGNAL_NAME_MAX_LENGTH,
+    "owner": limits.OWNER_MAX_LENGTH,
+    "lease_owner": limits.OWNER_MAX_LENGTH,
+}
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -54,18 +64,22 @@ _SERIAL = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def _id(name: str, **kwargs: object) -> Column[str]:
-    return Column(name, _key(ID_LENGTH), **kwargs)  # type: ignore[arg-type]
+    return Column(name, _key(_ID_LENGTHS[name]), **kwargs)  # type: ignore[arg-type]
+
+
+def _run_id() -> TypeEngine[str]:
+    return _key(limits.RUN_ID_MAX_LENGTH)
 
 
 def _run_fk() -> Column[str]:
-    return Column("run_id", _key(ID_LENGTH), ForeignKey("runs.run_id"), nullable=False)
+    return Column("run_id", _run_id(), ForeignKey("runs.run_id"), nullable=False)
 
 
 flows = Table(
     "flows",
     metadata,
     _id("flow_id", primary_key=True),
-    Column("version", _key(ID_LENGTH), nullable=False),
+    Column("version", _key(limits.FLOW_VERSION_MAX_LENGTH), nullable=False),
     Column("manifest", JSONText(), nullable=True),
     Column("enabled", Boolean(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
@@ -76,7 +90,7 @@ runs = Table(
     metadata,
     _id("run_id", primary_key=True),
     _id("flow_id", nullable=False),
-    Column("flow_version", _key(ID_LENGTH), nullable=False),
+    Column("flow_version", _key(limits.FLOW_VERSION_MAX_LENGTH), nullable=False),
     _id("trigger_key", nullable=False),
     Column("status", Unicode(STATUS_LENGTH), nullable=False),
     Column("trigger_body", JSONText(), nullable=True),
@@ -104,7 +118,7 @@ steps = Table(
     Column("id", _SERIAL, primary_key=True, autoincrement=True),
     _run_fk(),
     Column("step_key", _key(STEP_KEY_LENGTH), nullable=False),
-    Column("step_type", _key(ID_LENGTH), nullable=False),
+    Column("step_type", _key(limits.STEP_TYPE_MAX_LENGTH), nullable=False),
     Column("status", Unicode(STATUS_LENGTH), nullable=False),
     Column("seq", Integer(), nullable=False),
     Column("attempt", Integer(), nullable=False),
@@ -154,7 +168,7 @@ claims = Table(
 dispatches = Table(
     "dispatches",
     metadata,
-    Column("run_id", _key(ID_LENGTH), ForeignKey("runs.run_id"), primary_key=True),
+    Column("run_id", _run_id(), ForeignKey("runs.run_id"), primary_key=True),
     Column("step_key", _key(STEP_KEY_LENGTH), primary_key=True),
     Column("seq", Integer(), primary_key=True, autoincrement=False),
     _id("flow_id", nullable=False),
@@ -179,7 +193,7 @@ idempotency_keys = Table(
 signal_waiters = Table(
     "signal_waiters",
     metadata,
-    Column("run_id", _key(ID_LENGTH), ForeignKey("runs.run_id"), primary_key=True),
+    Column("run_id", _run_id(), ForeignKey("runs.run_id"), primary_key=True),
     Column("step_key", _key(STEP_KEY_LENGTH), primary_key=True),
     _id("signal_name", nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
@@ -192,7 +206,7 @@ signal_waiters = Table(
 buffered_signals = Table(
     "buffered_signals",
     metadata,
-    Column("run_id", _key(ID_LENGTH), ForeignKey("runs.run_id"), primary_key=True),
+    Column("run_id", _run_id(), ForeignKey("runs.run_id"), primary_key=True),
     _id("signal_name", primary_key=True),
     Column("payload", JSONText(), nullable=True),
     Column("received_at", UTCDateTime(), nullable=False),
@@ -205,7 +219,7 @@ schedule_states = Table(
     _id("flow_id", primary_key=True),
     _id("trigger_key", primary_key=True),
     Column("paused", Boolean(), nullable=False),
-    Column("cron_override", _key(ID_LENGTH), nullable=True),
+    Column("cron_override", _key(limits.CRON_EXPRESSION_MAX_LENGTH), nullable=True),
     Column("last_fire_at", UTCDateTime(), nullable=True),
     Column("next_fire_at", UTCDateTime(), nullable=True),
     Column("pending_sequence_number", BigInteger(), nullable=True),
@@ -226,7 +240,7 @@ events = Table(
     metadata,
     Column("event_id", _SERIAL, primary_key=True, autoincrement=True),
     _run_fk(),
-    Column("kind", _key(ID_LENGTH), nullable=False),
+    Column("kind", _key(limits.EVENT_KIND_MAX_LENGTH), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
     Column("step_key", _key(STEP_KEY_LENGTH), nullable=True),
     Column("message", LongText, nullable=False),
