@@ -42,7 +42,11 @@ OWNER_MAX_LENGTH = 100
 EVENT_KIND_MAX_LENGTH = 100
 """Run event kinds (``events.kind``), chosen by the engine."""
 WEBHOOK_SLUG_MAX_LENGTH = 200
-"""Webhook URL path segments."""
+"""Webhook URL path segments (``webhook_rejections.slug``)."""
+WEBHOOK_DELIVERY_ID_MAX_LENGTH = 200
+"""A webhook delivery's id, kept to refuse replays (``webhook_deliveries.delivery_id``)."""
+WEBHOOK_REJECTION_REASON_MAX_LENGTH = 40
+"""Why a webhook request was refused, a short code chosen by floworch."""
 QUEUE_NAME_MAX_LENGTH = 260
 """Service Bus queue names (Service Bus allows 260 characters)."""
 STATUS_MAX_LENGTH = 20

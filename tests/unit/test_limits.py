@@ -6,6 +6,8 @@ fails at run time.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +17,7 @@ from sqlalchemy import Unicode
 
 from floworch import limits
 from floworch.model import RunStatus, StepStatus
+from floworch.storage import sql
 from floworch.storage.sql import schema
 
 COLUMN_LIMITS = {
@@ -33,11 +36,18 @@ COLUMN_LIMITS = {
     "lease_owner": limits.OWNER_MAX_LENGTH,
     "kind": limits.EVENT_KIND_MAX_LENGTH,
     "status": limits.STATUS_MAX_LENGTH,
+    "slug": limits.WEBHOOK_SLUG_MAX_LENGTH,
+    "delivery_id": limits.WEBHOOK_DELIVERY_ID_MAX_LENGTH,
+    "reason": limits.WEBHOOK_REJECTION_REASON_MAX_LENGTH,
 }
 """Every bounded text column of the schema, by column name, and the limit it must equal."""
 
 
 def _bounded_text_columns() -> list[tuple[str, str, int]]:
+    # Tables may live in any module of the SQL adapter; importing them all registers them.
+    for module in pkgutil.iter_modules(sql.__path__):
+        if module.name != "migrations":
+            importlib.import_module(f"{sql.__name__}.{module.name}")
     found = []
     for table in schema.metadata.sorted_tables:
         for column in table.columns:

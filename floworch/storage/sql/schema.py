@@ -28,6 +28,8 @@ from sqlalchemy.types import TypeEngine
 from floworch import limits
 from floworch.storage.sql.column_types import JSONText, LongText, UTCDateTime
 
+ID_LENGTH = limits.RUN_ID_MAX_LENGTH
+"""A 100-character id column (run ids, flow ids, trigger keys all share this length today)."""
 STEP_KEY_LENGTH = limits.INSTANCE_KEY_MAX_LENGTH
 """Step instance keys (``each.3.charge`` grows with nesting)."""
 IDEMPOTENCY_KEY_LENGTH = limits.IDEMPOTENCY_KEY_MAX_LENGTH
