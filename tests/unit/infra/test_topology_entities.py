@@ -19,10 +19,15 @@ from tests.unit.infra.bicep_source import Sources
 from tests.unit.infra.conftest import ROOT, TOPOLOGY
 from tests.unit.infra.test_bicep_policies import deploy
 
-SCHEMA = ROOT / "floworch" / "emulator" / "topology.schema.json"
+
+def schema_path() -> Path:
+    """The schema the repository's topology file names in ``$schema``."""
+    document = json.loads((ROOT / TOPOLOGY).read_text(encoding="utf-8"))
+    return (ROOT / TOPOLOGY).parent / document["$schema"]
+
 
 RICH_TOPOLOGY: dict[str, Any] = {
-    "$schema": "../floworch/emulator/topology.schema.json",
+    "$schema": "servicebus.schema.json",
     "topics": [
         {
             "name": "flow-steps",
@@ -115,7 +120,7 @@ def _keys_used(document: dict[str, Any]) -> dict[str, set[str]]:
 
 
 def test_the_rich_topology_is_valid_and_uses_every_schema_key() -> None:
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    schema = json.loads(schema_path().read_text(encoding="utf-8"))
     jsonschema.validate(RICH_TOPOLOGY, schema)
     load_topology(RICH_TOPOLOGY)
     used = _keys_used(RICH_TOPOLOGY)
