@@ -116,6 +116,7 @@ class MemoryTx:
         completed_at: datetime | None = None,
         cancel_reason: str | None = None,
         clear_completed: bool = False,
+        seq_floor: int | None = None,
     ) -> RunRecord:
         run = self._s.runs.get(run_id)
         if run is None:
@@ -129,6 +130,8 @@ class MemoryTx:
             changes["completed_at"] = None
         if cancel_reason is not None:
             changes["cancel_reason"] = cancel_reason
+        if seq_floor is not None:
+            changes["seq_floor"] = seq_floor
         new = dataclasses.replace(run, **changes)
         self._set(self._s.runs, run_id, new)
         return new

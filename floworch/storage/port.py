@@ -59,8 +59,10 @@ class StoreTx(Protocol):
         completed_at: datetime | None = None,
         cancel_reason: str | None = None,
         clear_completed: bool = False,
+        seq_floor: int | None = None,
     ) -> RunRecord:
-        """Changes a run and returns it as it now is. ``remaining_delta`` is added atomically.
+        """Changes a run and returns it as it now is. ``remaining_delta`` is added atomically;
+        ``seq_floor`` is written as given (the engine only ever raises it).
 
         Raises:
             RunNotFoundError: no such run.

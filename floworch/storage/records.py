@@ -34,7 +34,9 @@ class RunRecord:
     """One run of a flow.
 
     ``remaining`` counts the root-scope steps that are not terminal yet; the run completes when it
-    reaches zero. ``timeout_at`` is the run deadline (None = no run timeout).
+    reaches zero. ``timeout_at`` is the run deadline (None = no run timeout). ``seq_floor`` is the
+    highest dispatch number any deleted step row of the run had (a manual retry deletes and
+    recreates rows): new step rows start after it, so a step's message ids never repeat.
     """
 
     run_id: str
@@ -52,6 +54,7 @@ class RunRecord:
     timeout_at: datetime | None = None
     cancel_reason: str | None = None
     trace_context: Mapping[str, str] = field(default_factory=dict)
+    seq_floor: int = 0
 
 
 @dataclass(frozen=True)
