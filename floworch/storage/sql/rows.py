@@ -62,6 +62,7 @@ def run_values(run: RunRecord) -> dict[str, Any]:
         "cancel_reason": run.cancel_reason,
         "trace_context": dict(run.trace_context),
         "lock_version": 0,
+        "seq_floor": run.seq_floor,
     }
 
 
@@ -83,6 +84,7 @@ def to_run(row: RowMapping) -> RunRecord:
         timeout_at=row["timeout_at"],
         cancel_reason=row["cancel_reason"],
         trace_context=row["trace_context"] or {},
+        seq_floor=row["seq_floor"],
     )
 
 

@@ -107,6 +107,8 @@ runs = Table(
     Column("trace_context", JSONText(), nullable=True),
     # Bumped by every run_transaction: the write that takes the run's row lock.
     Column("lock_version", Integer(), nullable=False, default=0),
+    # New step rows start after this seq (a manual retry recreates rows; see RunRecord).
+    Column("seq_floor", Integer(), nullable=False, default=0, server_default="0"),
     Index(None, "flow_id", "status", "created_at"),
     Index(None, "status", "created_at"),
     Index(None, "status", "timeout_at"),

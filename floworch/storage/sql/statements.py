@@ -116,6 +116,7 @@ def update_run(
     completed_at: datetime | None,
     cancel_reason: str | None,
     clear_completed: bool,
+    seq_floor: int | None = None,
 ) -> Update:
     """Changes a run in place (``remaining`` is added in SQL) and returns the new row."""
     values: dict[str, Any] = {"remaining": runs.c.remaining + remaining_delta}
@@ -127,6 +128,8 @@ def update_run(
         values["completed_at"] = None
     if cancel_reason is not None:
         values["cancel_reason"] = cancel_reason
+    if seq_floor is not None:
+        values["seq_floor"] = seq_floor
     return update(runs).where(runs.c.run_id == run_id).values(**values).returning(*runs.c)
 
 

@@ -90,6 +90,7 @@ class SqlTx:
         completed_at: datetime | None = None,
         cancel_reason: str | None = None,
         clear_completed: bool = False,
+        seq_floor: int | None = None,
     ) -> RunRecord:
         stmt = st.update_run(
             run_id,
@@ -98,6 +99,7 @@ class SqlTx:
             completed_at=completed_at,
             cancel_reason=cancel_reason,
             clear_completed=clear_completed,
+            seq_floor=seq_floor,
         )
         row = (await self._conn.execute(stmt)).mappings().first()
         if row is None:
