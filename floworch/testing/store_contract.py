@@ -151,6 +151,20 @@ class StoreContract:
         got = await store.get_run(run.run_id)
         assert got is not None and got.completed_at is None and got.status == RunStatus.RUNNING
 
+    async def test_seq_floor_starts_at_zero_and_is_written_only_when_given(
+        self, store: Any
+    ) -> None:
+        run = await _new_run(store)
+        fresh = await store.get_run(run.run_id)
+        assert fresh is not None and fresh.seq_floor == 0
+        async with store.run_transaction(run.run_id) as tx:
+            raised = await tx.update_run(run.run_id, seq_floor=7)
+            assert raised.seq_floor == 7
+            kept = await tx.update_run(run.run_id, remaining_delta=-1)
+            assert kept.seq_floor == 7
+        got = await store.get_run(run.run_id)
+        assert got is not None and got.seq_floor == 7
+
     async def test_run_transaction_of_unknown_run_raises(self, store: Any) -> None:
         with pytest.raises(RunNotFoundError):
             async with store.run_transaction("nope"):
