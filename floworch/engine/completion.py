@@ -124,7 +124,10 @@ async def _park(t: Transition, node: StepNode, step: StepRecord, outcome: StepOu
                 when_trace=when_json(outcome.when_trace),
             )
             return
-    new_seq = seq + 1 if outcome.wake_at is not None else seq
+    # Parking always moves to a new seq. A step with a wake time gets a ledger row (and a message)
+    # for it; one that only waits (for a signal, or for its ForEach iterations) gets none, so
+    # no ledger row matches its seq and the reconciler never takes it for a lost message.
+    new_seq = seq + 1
     changes: dict[str, Any] = {
         "status": StepStatus.WAITING,
         "seq": new_seq,

@@ -376,11 +376,15 @@ class Engine:
                 ),
             )
             reopened = current.status != RunStatus.RUNNING
+            # The deleted rows are created again later; their new seqs must come after every
+            # seq they had, or the new messages reuse the old ids (and Service Bus drops them).
+            floor = max([current.seq_floor, *(rows[k].seq for k in (*reset, *children))])
             current = await tx.update_run(
                 run_id,
                 status=RunStatus.RUNNING if reopened else None,
                 remaining_delta=1 + sum(1 for k in reset if is_root_key(k)),
                 clear_completed=reopened,
+                seq_floor=floor if floor > current.seq_floor else None,
             )
             t = Transition(self.core, tx, flow, current, now)
             await t.ledger([(step_key, step.step_type, step.seq + 1, now)])

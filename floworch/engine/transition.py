@@ -67,23 +67,31 @@ class Transition:
 
     # -- dispatch ------------------------------------------------------------------------------
 
+    @property
+    def first_seq(self) -> int:
+        """The dispatch number of a new step row: after every seq a deleted row of this run
+        had, so a recreated step never reuses a message id (``RunRecord.seq_floor``)."""
+        return self.run.seq_floor + 1
+
     async def dispatch_new(self, keys: Sequence[str]) -> None:
         """Creates Pending rows for new step instances and records their first dispatch."""
         if not keys:
             return
+        seq = self.first_seq
         rows = [
             StepRecord(
                 run_id=self.run.run_id,
                 step_key=key,
                 step_type=self.flow.node(key).type,
                 status=StepStatus.PENDING,
+                seq=seq,
                 created_at=self.now,
                 due_at=self.now,
             )
             for key in keys
         ]
         await self.tx.insert_steps(rows)
-        await self.ledger([(row.step_key, row.step_type, 1, self.now) for row in rows])
+        await self.ledger([(row.step_key, row.step_type, seq, self.now) for row in rows])
 
     async def ledger(self, items: Sequence[tuple[str, str, int, datetime]]) -> None:
         """Records dispatches (key, type, seq, due) and queues the new ones for sending."""
@@ -95,17 +103,31 @@ class Transition:
         for key, step_type, seq, due in items:
             if (key, seq) not in fresh:
                 continue
-            envelope = StepEnvelope(
-                flow_id=self.flow.id,
-                run_id=self.run.run_id,
-                step_key=key,
-                step_type=step_type,
-                seq=seq,
-                flow_version=self.flow.version,
-                scheduled_at=due if due > self.now else None,
-                trace_context=self.run.trace_context,
-            )
-            self.sends.append((envelope, due if due > self.now else None))
+            later = due if due > self.now else None
+            self.sends.append((self.envelope(key, step_type, seq, later), later))
+
+    def envelope(
+        self, key: str, step_type: str, seq: int, scheduled_at: datetime | None = None
+    ) -> StepEnvelope:
+        """The message of dispatch ``seq`` of a step of this run."""
+        return StepEnvelope(
+            flow_id=self.flow.id,
+            run_id=self.run.run_id,
+            step_key=key,
+            step_type=step_type,
+            seq=seq,
+            flow_version=self.flow.version,
+            scheduled_at=scheduled_at,
+            trace_context=self.run.trace_context,
+        )
+
+    async def redispatch(self, key: str, step_type: str, seq: int, hold_until: datetime) -> None:
+        """Records dispatch ``seq`` of a step whose previous message was lost and sends it at
+        once; the ledger row is due at ``hold_until``, so the reconciler does not consider
+        this message lost before ``hold_until + lost_after`` (its back-off)."""
+        record = DispatchRecord(self.run.run_id, key, seq, self.flow.id, hold_until, self.now)
+        if await self.tx.record_dispatches([record]):
+            self.sends.append((self.envelope(key, step_type, seq), None))
 
     # -- finishing steps -----------------------------------------------------------------------
 
@@ -233,6 +255,7 @@ class Transition:
                     step_key=key,
                     step_type=node.type,
                     status=StepStatus.SKIPPED,
+                    seq=self.first_seq,
                     skip_reason=f"runAfter not satisfied: {reason}",
                     created_at=self.now,
                     completed_at=self.now,
