@@ -9,7 +9,6 @@ from floworch.engine.core import EngineCore
 from floworch.engine.outcomes import StepOutcome
 from floworch.engine.step_errors import error_json
 from floworch.engine.transition import Transition
-from floworch.engine.when import when_json
 from floworch.model import WAIT_FOR_SIGNAL, FlowDefinition, StepNode
 from floworch.model.statuses import StepStatus
 from floworch.storage.port import StoreTx
@@ -38,6 +37,8 @@ async def complete_step(
     now = core.clock.now()
     node = flow.node(step.step_key)
     key, seq = step.step_key, step.seq
+    # The When trace is written when this execution decided it, and never erased afterwards.
+    trace = _trace_of(outcome)
     async with core.store.run_transaction(run_id) as tx:
         run = await tx.get_run(run_id)
         assert run is not None
@@ -64,6 +65,7 @@ async def complete_step(
                     lease_owner=None,
                     lease_expires_at=None,
                     state=None,
+                    **trace,
                 ),
                 expect_seq=seq,
                 expect_statuses=_RUNNING,
@@ -91,8 +93,8 @@ async def complete_step(
                 output=outcome.output,
                 error=error_json(outcome.error),
                 inputs=outcome.inputs,
-                when_trace=when_json(outcome.when_trace),
                 skip_reason=outcome.skip_reason,
+                **trace,
             )
             if finished and outcome.ran_handler:
                 await _record_attempt(tx, step, outcome, now)
@@ -121,7 +123,7 @@ async def _park(t: Transition, node: StepNode, step: StepRecord, outcome: StepOu
                 expect_statuses=_RUNNING,
                 output=buffered["payload"],
                 inputs=outcome.inputs,
-                when_trace=when_json(outcome.when_trace),
+                **_trace_of(outcome),
             )
             return
     # Parking always moves to a new seq. A step with a wake time gets a ledger row (and a message)
@@ -159,6 +161,10 @@ async def _park(t: Transition, node: StepNode, step: StepRecord, outcome: StepOu
         t.event("ForEachStarted", key, f"{outcome.state['total']} items")
     else:
         t.event("StepWaiting", key, f"until {outcome.wake_at}")
+
+
+def _trace_of(outcome: StepOutcome) -> dict[str, Any]:
+    return {"when_trace": outcome.when_trace.to_json()} if outcome.when_trace else {}
 
 
 async def _record_attempt(

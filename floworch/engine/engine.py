@@ -323,7 +323,8 @@ class Engine:
         """Runs a failed, timed-out or cancelled top-level step again as a new attempt.
 
         The steps downstream that were skipped because of it are reset too, so they are planned
-        again; a finished run becomes Running. Outputs of other steps are kept.
+        again; a finished run becomes Running. Outputs of other steps are kept, and so is the
+        step's own When decision (its clauses were decided when it first ran).
 
         Raises:
             RunNotFoundError, StepNotFoundError, InvalidOperationError.
@@ -372,7 +373,6 @@ class Engine:
                     state=None,
                     due_at=now,
                     skip_reason=None,
-                    when_trace=None,
                 ),
             )
             reopened = current.status != RunStatus.RUNNING

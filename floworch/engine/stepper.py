@@ -120,32 +120,49 @@ class Stepper:
         )
         item, index = loop_item(rows, step.step_key)
         ctx = StepExpressionContext(run, rows, chain, now, item=item, index=index)
-        when_trace = evaluate_when(node, ctx)
-        if when_trace is not None and not when_trace.passed:
-            return StepOutcome(
-                StepStatus.SKIPPED, when_trace=when_trace, skip_reason=when_trace.skip_reason
-            )
+        # A step's When clauses are decided once, on its first dispatch; later dispatches (a
+        # delay or poll waking, a retry) keep that decision and its trace.
+        when_trace = StepWhenTrace.from_json(step.when_trace)
+        if when_trace is None:
+            when_trace = evaluate_when(node, ctx)
+            if when_trace is not None and not when_trace.passed:
+                return StepOutcome(
+                    StepStatus.SKIPPED, when_trace=when_trace, skip_reason=when_trace.skip_reason
+                )
+        outcome = await self._perform(flow, run, step, node, ctx, item, index, now)
+        if when_trace is not None and outcome.when_trace is None:
+            outcome = replace(outcome, when_trace=when_trace)
+        return outcome
+
+    async def _perform(
+        self,
+        flow: FlowDefinition,
+        run: RunRecord,
+        step: StepRecord,
+        node: StepNode,
+        ctx: StepExpressionContext,
+        item: Any,
+        index: int | None,
+        now: datetime,
+    ) -> StepOutcome:
         if node.type == FOR_EACH:
-            return self._start_loop(node, ctx, when_trace)
+            return self._start_loop(node, ctx)
         try:
             inputs = node.inputs.resolve(ctx)
         except ExpressionError as exc:
-            outcome = failed(
+            return failed(
                 f"inputs could not be resolved: {exc}", error_type=ErrorType.EXPRESSION_ERROR
             )
-            return replace(outcome, when_trace=when_trace)
         if node.type == WAIT_FOR_SIGNAL:
-            return self._wait_for_signal(step, inputs, now, when_trace)
+            return self._wait_for_signal(step, inputs, now)
         if node.type == DELAY:
-            return self._delay(step, inputs, now, when_trace)
-        return await self._call_handler(flow, run, step, node, inputs, item, index, when_trace)
+            return self._delay(step, inputs, now)
+        return await self._call_handler(flow, run, step, node, inputs, item, index)
 
     # -- built-ins -----------------------------------------------------------------------------
 
     @staticmethod
-    def _start_loop(
-        node: StepNode, ctx: StepExpressionContext, trace: StepWhenTrace | None
-    ) -> StepOutcome:
+    def _start_loop(node: StepNode, ctx: StepExpressionContext) -> StepOutcome:
         assert node.for_each is not None
         try:
             items = node.for_each.resolve(ctx)
@@ -159,7 +176,7 @@ class Stepper:
                 error_type=ErrorType.FOR_EACH_ITEMS,
             )
         if not items:
-            return StepOutcome(StepStatus.SUCCEEDED, output=[], when_trace=trace)
+            return StepOutcome(StepStatus.SUCCEEDED, output=[])
         first = min(node.concurrency_limit, len(items))
         state = {
             "items": items,
@@ -171,14 +188,11 @@ class Stepper:
         return StepOutcome(
             StepStatus.WAITING,
             state=state,
-            when_trace=trace,
             new_children=list(range(first)),
         )
 
     @staticmethod
-    def _wait_for_signal(
-        step: StepRecord, inputs: Any, now: datetime, trace: StepWhenTrace | None
-    ) -> StepOutcome:
+    def _wait_for_signal(step: StepRecord, inputs: Any, now: datetime) -> StepOutcome:
         state = step.state if isinstance(step.state, dict) else {}
         deadline = _parse_time(state.get("deadline"))
         if deadline is not None:
@@ -207,13 +221,10 @@ class Stepper:
             state=new_state,
             wake_at=wake,
             signal=(name, wake),
-            when_trace=trace,
         )
 
     @staticmethod
-    def _delay(
-        step: StepRecord, inputs: Any, now: datetime, trace: StepWhenTrace | None
-    ) -> StepOutcome:
+    def _delay(step: StepRecord, inputs: Any, now: datetime) -> StepOutcome:
         state = step.state if isinstance(step.state, dict) else {}
         until = _parse_time(state.get("until"))
         if until is None:
@@ -237,7 +248,6 @@ class Stepper:
             inputs=inputs,
             state={"until": until.isoformat()},
             wake_at=until,
-            when_trace=trace,
         )
 
     # -- handlers ------------------------------------------------------------------------------
@@ -251,7 +261,6 @@ class Stepper:
         inputs: Any,
         item: Any,
         index: int | None,
-        trace: StepWhenTrace | None,
     ) -> StepOutcome:
         core = self.core
         try:
@@ -261,7 +270,6 @@ class Stepper:
                 StepStatus.FAILED,
                 error=ErrorInfo(ErrorType.HANDLER_NOT_FOUND, str(exc)),
                 inputs=inputs,
-                when_trace=trace,
             )
         state = step.state if isinstance(step.state, dict) else {}
         token = Cancellation()
@@ -310,7 +318,7 @@ class Stepper:
                     core.running.pop(run.run_id, None)
         elapsed = (core.clock.now() - started).total_seconds()
         core.telemetry.step_duration.record(max(elapsed, 0.0), {"floworch.step_type": node.type})
-        return self._classify(node, step, result, inputs, trace, started)
+        return self._classify(node, step, result, inputs, started)
 
     def _classify(
         self,
@@ -318,7 +326,6 @@ class Stepper:
         step: StepRecord,
         result: HandlerOutcome,
         inputs: Any,
-        trace: StepWhenTrace | None,
         started: datetime,
     ) -> StepOutcome:
         state = dict(step.state) if isinstance(step.state, dict) else {}
@@ -349,7 +356,6 @@ class Stepper:
                         output=result.output,
                         error=ErrorInfo(ErrorType.POLL_TIMEOUT, message),
                         inputs=inputs,
-                        when_trace=trace,
                         ran_handler=True,
                     )
             delay = pending_delay or timedelta(
@@ -359,7 +365,6 @@ class Stepper:
                 StepStatus.WAITING,
                 output=result.output,
                 inputs=inputs,
-                when_trace=trace,
                 wake_at=now + delay,
                 state=state,
                 ran_handler=True,
@@ -371,7 +376,6 @@ class Stepper:
             retryable=result.retryable
             and result.kind in (HandlerResultKind.FAILED, HandlerResultKind.TIMED_OUT),
             inputs=inputs,
-            when_trace=trace,
             ran_handler=True,
         )
 
