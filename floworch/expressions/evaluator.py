@@ -1,12 +1,15 @@
 """Compiles value nodes into closures, so evaluation never re-reads the syntax tree.
 
 A value node becomes a function ``ctx -> value``. Navigation chains compile to a base
-function plus a list of access steps applied in a loop.
+function plus a list of access steps applied in a loop. The text an error message quotes
+(``triggerBody().a.b``) is cut from the source only when an error is raised: building it for
+every access of a long chain up front would cost memory quadratic in the chain's length.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -20,6 +23,38 @@ AccessStep = Callable[[Any, ExpressionContext], Any]
 
 _MAX_LISTED_KEYS = 8
 _ITEM_FUNCTIONS = frozenset({"item", "index"})
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where an access sits in its source, for error messages, cut out only when needed.
+
+    Attributes:
+        source: the expression text.
+        start: offset where the chain starts.
+        end: offset just after this access.
+        left_name: the property name read by the access before (None: cut ``left`` from the
+            source, from ``start`` to ``left_end``).
+        left_end: offset just after the left side.
+    """
+
+    source: str
+    start: int
+    end: int
+    left_name: str | None
+    left_end: int
+
+    @property
+    def path(self) -> str:
+        """The chain's text up to and including this access."""
+        return self.source[self.start : self.end]
+
+    @property
+    def left(self) -> str:
+        """A short name for the value the access reads from."""
+        if self.left_name is not None:
+            return self.left_name
+        return self.source[self.start : self.left_end]
 
 
 def compile_node(node: Node, source: str) -> Evaluator:
@@ -116,15 +151,17 @@ def _compile_chain(chain: Chain, source: str) -> Evaluator:
             field = str(first.index.value)
         path = source[chain.start : first.end]
         base = _compile_step_field(chain.base.key, field, first.optional, path)
-        left = field
+        left_name: str | None = field
+        left_end = first.end
     else:
         base = compile_node(chain.base, source)
-        left = source[chain.base.start : chain.base.end]
+        left_name = None
+        left_end = chain.base.end
     steps: list[AccessStep] = []
     for access in accesses:
-        path = source[chain.start : access.end]
-        steps.append(_compile_access(access, path, left, source))
-        left = access.name if access.name is not None else source[chain.start : access.end]
+        where = Where(source, chain.start, access.end, left_name, left_end)
+        steps.append(_compile_access(access, where, source))
+        left_name, left_end = access.name, access.end
     if not steps:
         return base
     if len(steps) == 1:
@@ -154,7 +191,7 @@ def _compile_step_field(key: str, field: str, optional: bool, path: str) -> Eval
     return step_field
 
 
-def _compile_access(access: Access, path: str, left: str, source: str) -> AccessStep:
+def _compile_access(access: Access, where: Where, source: str) -> AccessStep:
     optional = access.optional
     if access.name is not None:
         name = access.name
@@ -166,8 +203,8 @@ def _compile_access(access: Access, path: str, left: str, source: str) -> Access
                 except KeyError:
                     if optional:
                         return None
-                    raise _missing_key(value, name, path, "?.") from None
-            return lookup(value, name, optional=optional, path=path, left=left, marker=".")
+                    raise _missing_key(value, name, where.path, "?.") from None
+            return lookup(value, name, optional=optional, where=where, marker=".")
 
         return member
     assert access.index is not None
@@ -175,18 +212,18 @@ def _compile_access(access: Access, path: str, left: str, source: str) -> Access
         constant = access.index.value
 
         def constant_index(value: Any, ctx: ExpressionContext) -> Any:
-            return lookup(value, constant, optional=optional, path=path, left=left, marker="[")
+            return lookup(value, constant, optional=optional, where=where, marker="[")
 
         return constant_index
     index = compile_node(access.index, source)
 
     def dynamic_index(value: Any, ctx: ExpressionContext) -> Any:
-        return lookup(value, index(ctx), optional=optional, path=path, left=left, marker="[")
+        return lookup(value, index(ctx), optional=optional, where=where, marker="[")
 
     return dynamic_index
 
 
-def lookup(value: Any, key: Any, *, optional: bool, path: str, left: str, marker: str) -> Any:
+def lookup(value: Any, key: Any, *, optional: bool, where: Where, marker: str) -> Any:
     """Read ``value[key]`` with the language's rules for null, missing keys and indexes.
 
     Args:
@@ -194,8 +231,7 @@ def lookup(value: Any, key: Any, *, optional: bool, path: str, left: str, marker
         key: A property name (str) or array index (int).
         optional: True for ``?.``/``?[``: null on the left, a missing property or an index
             past the end yield None instead of an error.
-        path: The expression text up to and including this access, for messages.
-        left: A short name for the left side, for messages.
+        where: Where the access sits in its expression, for messages.
         marker: ``"."`` or ``"["``, which syntax the access used.
 
     Raises:
@@ -205,34 +241,38 @@ def lookup(value: Any, key: Any, *, optional: bool, path: str, left: str, marker
     if value is None:
         if optional:
             return None
-        raise ExpressionEvaluationError(f"{path}: '{left}' is null; use {safe} to allow null")
+        raise ExpressionEvaluationError(
+            f"{where.path}: '{where.left}' is null; use {safe} to allow null"
+        )
     if isinstance(key, str):
         if isinstance(value, Mapping):
             if key in value:
                 return value[key]
             if optional:
                 return None
-            raise _missing_key(value, key, path, safe)
+            raise _missing_key(value, key, where.path, safe)
         raise ExpressionEvaluationError(
-            f"{path}: cannot read property '{key}' of {describe(value)}"
+            f"{where.path}: cannot read property '{key}' of {describe(value)}"
         )
     if isinstance(key, int) and not isinstance(key, bool):
         if isinstance(value, list | tuple):
             if key < 0:
                 raise ExpressionEvaluationError(
-                    f"{path}: negative index {key} is not supported; indexes start at 0"
+                    f"{where.path}: negative index {key} is not supported; indexes start at 0"
                 )
             if key < len(value):
                 return value[key]
             if optional:
                 return None
             raise ExpressionEvaluationError(
-                f"{path}: index {key} is out of range for an array of {len(value)} "
+                f"{where.path}: index {key} is out of range for an array of {len(value)} "
                 f"item{'' if len(value) == 1 else 's'}; use ?[ to allow that"
             )
-        raise ExpressionEvaluationError(f"{path}: cannot index {describe(value)} with number {key}")
+        raise ExpressionEvaluationError(
+            f"{where.path}: cannot index {describe(value)} with number {key}"
+        )
     raise ExpressionEvaluationError(
-        f"{path}: an index must be a string or a whole number, got {describe(key)}"
+        f"{where.path}: an index must be a string or a whole number, got {describe(key)}"
     )
 
 

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from floworch.limits import MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_LENGTH
+
 from .errors import ExpressionSyntaxError
 from .functions import FUNCTIONS, KNOWN_FUNCTIONS
 from .lexer import Kind, Lexer, Token
 from .nodes import Access, BoolOp, Call, Chain, Compare, Group, Literal, Node, Not, StepRef
 
-MAX_DEPTH = 48
+MAX_DEPTH = MAX_EXPRESSION_DEPTH
 """Deepest nesting of calls, brackets, parentheses and ``!`` an expression may use."""
+MAX_LENGTH = MAX_EXPRESSION_LENGTH
+"""Most characters one expression (``@...``, one ``@{...}``, a When clause) may have."""
 
 _KEYWORDS = {"true": True, "false": False, "null": None}
 _COMPARISONS = frozenset({"==", "!=", "<", ">", "<=", ">="})
@@ -40,9 +44,11 @@ class Parser:
     def __init__(self, source: str, start: int = 0) -> None:
         self.source = source
         self.in_condition = False
+        self.origin = start
         self.lexer = Lexer(source, start)
         self.token = self.lexer.next()
         self.depth = 0
+        self.check_length()
 
     # -- entry points -------------------------------------------------------------------
 
@@ -92,7 +98,18 @@ class Parser:
     def advance(self) -> Token:
         token = self.token
         self.token = self.lexer.next()
+        self.check_length()
         return token
+
+    def check_length(self) -> None:
+        # Checked token by token: an embedded '@{...}' has no known end before it is parsed.
+        if self.token.end - self.origin > MAX_LENGTH:
+            raise ExpressionSyntaxError(
+                f"expression is longer than {MAX_LENGTH} characters",
+                expression=self.source,
+                column=self.origin + 1,
+                hint="split it into several steps or simpler expressions",
+            )
 
     def expect(self, kind: Kind, expected: str) -> Token:
         if self.token.kind is not kind:

@@ -311,7 +311,8 @@ class _SemanticChecker:
         """Report syntax errors; return (path, step key) for each steps('key') reference."""
         try:
             errors = compile_value_errors(value)
-        except Exception:  # a bug in the expression compiler must not hide the other issues
+        except Exception as exc:  # never report "valid" after a failure
+            self.add(path, _internal_failure(exc))
             return []
         for inner, error in errors:
             self.add(_join(path, inner), str(error))
@@ -322,6 +323,9 @@ class _SemanticChecker:
             try:
                 compiled = compile_value(leaf)
             except ExpressionSyntaxError:
+                continue
+            except Exception as exc:
+                self.add(leaf_path, _internal_failure(exc))
                 continue
             references += [(leaf_path, ref) for ref in sorted(compiled.step_references)]
             if compiled.uses_item and not in_loop:
@@ -361,7 +365,8 @@ class _SemanticChecker:
         except ExpressionSyntaxError as error:
             self.add(path, str(error))
             return []
-        except Exception:  # a bug in the expression compiler must not hide the other issues
+        except Exception as exc:  # never report "valid" after a failure
+            self.add(path, _internal_failure(exc))
             return []
         return [(path, ref) for ref in sorted(compiled.step_references)]
 
@@ -423,6 +428,17 @@ class _SemanticChecker:
                 f"{path}.{start}",
                 "cycle: " + " -> ".join(cycle) + " (each step runs after the next)",
             )
+
+
+def _internal_failure(exc: Exception) -> str:
+    """The issue for an expression that could not be checked (so validation cannot pass)."""
+    if isinstance(exc, MemoryError | RecursionError):
+        reason = "ran out of memory" if isinstance(exc, MemoryError) else "nested too deeply"
+        return f"this expression could not be checked ({reason}); make it shorter or simpler"
+    return (
+        f"this expression could not be checked ({type(exc).__name__}: {exc}); this is a bug "
+        "in floworch, please report it"
+    )
 
 
 def _join(base: str, inner: str) -> str:

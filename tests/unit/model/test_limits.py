@@ -13,7 +13,7 @@ import pytest
 
 from floworch import limits
 from floworch.errors import FlowValidationError, ValidationIssue
-from floworch.model import Flow, FlowDefinition, validate_manifest
+from floworch.model import Flow, FlowDefinition, validate_manifest, validation
 
 from .example_manifest import example
 
@@ -280,3 +280,51 @@ def test_a_delay_until_a_time_that_overflows_in_utc_is_refused() -> None:
 
 def test_the_example_still_validates() -> None:
     validate_manifest(copy.deepcopy(example()))
+
+
+# --- item 6: expressions too big to check -------------------------------------------------------
+
+
+def test_a_350_kb_expression_is_one_located_issue() -> None:
+    data = with_step("a", {"type": "T", "inputs": {"x": "@triggerBody()" + ".a" * 175_000}})
+    issue = only_issue(data)
+    assert issue.path == "steps.a.inputs.x"
+    assert issue.message.startswith("expression is longer than 8192 characters at column 2")
+
+
+def test_a_when_clause_too_long_is_located_at_its_rule() -> None:
+    data = flow()
+    data["steps"]["b"] = {
+        "type": "T",
+        "runAfter": {"a": {"when": " || ".join(["@triggerBody().ok == true"] * 400)}},
+    }
+    issue = only_issue(data)
+    assert issue.path == "steps.b.runAfter.a.when"
+    assert "longer than 8192 characters" in issue.message
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RecursionError("too deep"), KeyError("bug")])
+def test_validation_never_passes_when_an_expression_could_not_be_checked(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    def fail(value: object) -> object:
+        raise error
+
+    monkeypatch.setattr(validation, "compile_value_errors", fail)
+    issue = only_issue(with_step("a", {"type": "T", "inputs": {"x": "@triggerBody()"}}))
+    assert issue.path == "steps.a.inputs"
+    assert issue.message.startswith("this expression could not be checked")
+
+
+def test_validation_never_passes_when_a_when_clause_could_not_be_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def fail(text: str) -> object:
+        raise MemoryError
+
+    monkeypatch.setattr(validation, "compile_condition", fail)
+    data = flow()
+    data["steps"]["b"] = {"type": "T", "runAfter": {"a": {"when": "@triggerBody().ok"}}}
+    issue = only_issue(data)
+    assert issue.path == "steps.b.runAfter.a.when"
+    assert "(ran out of memory)" in issue.message
