@@ -1,7 +1,9 @@
 """Loading manifests from dicts, JSON/YAML text and files (.json, .yaml, .yml, .py).
 
 JSON and YAML parsing report duplicate keys with their manifest path and syntax errors with
-line and column; those issues are reported together with every validation issue.
+line and column; those issues are reported together with every validation issue. YAML aliases
+are counted while the document is composed, so an alias bomb is refused before anything is
+expanded (see :data:`floworch.limits.MAX_YAML_ALIAS_NODES`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from types import ModuleType
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.error import Mark
+from yaml.nodes import MappingNode, Node, SequenceNode
 
+from floworch import limits
 from floworch.errors import FlowValidationError, ValidationIssue
 from floworch.model.manifest import FlowManifest
 from floworch.model.pydantic_errors import format_path
@@ -44,7 +50,55 @@ def _json_object(pairs: list[tuple[str, Any]]) -> _ParsedObject:
 
 
 class _ManifestYamlLoader(yaml.SafeLoader):
-    """SafeLoader that records duplicate keys and keeps timestamps as strings (JSON data)."""
+    """SafeLoader that records duplicate keys, keeps timestamps as strings (JSON data) and
+    refuses documents whose aliases would expand to more than ``MAX_YAML_ALIAS_NODES`` nodes.
+
+    Aliases share their anchor's node while composing, but become copies when the data is turned
+    into plain dicts and validated; nine levels of nine aliases each ("billion laughs") would be
+    9**9 nodes. Each composed node's expanded size is recorded, and every alias adds the size of
+    the node it names to a running total.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._expanded: dict[int, int] = {}  # id(node) -> its node count with aliases expanded
+        self._alias_nodes = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        if not self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if node is not None:
+                self._expanded[id(node)] = 1 + sum(self._expanded[id(c)] for c in _children(node))
+            return node
+        event: yaml.AliasEvent = self.peek_event()  # type: ignore[no-untyped-call]
+        mark = event.start_mark if isinstance(event.start_mark, Mark) else None
+        node = super().compose_node(parent, index)
+        size = self._expanded.get(id(node)) if node is not None else 0
+        if size is None:
+            raise ComposerError(
+                None,
+                None,
+                f"alias *{event.anchor} refers to a node that contains it",
+                mark,
+            )
+        self._alias_nodes += size
+        if self._alias_nodes > limits.MAX_YAML_ALIAS_NODES:
+            raise ComposerError(
+                None,
+                None,
+                f"aliases expand to more than {limits.MAX_YAML_ALIAS_NODES} nodes; "
+                "use fewer aliases (or write the repeated parts out)",
+                mark,
+            )
+        return node
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Iterator[_ParsedObject]:
