@@ -59,6 +59,11 @@ def _run_after(value: RunAfter) -> dict[str, Any]:
     return {key: ["Succeeded"] for key in value}
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 class _Steps:
     """A map of steps being built: the flow's top level or a ForEach body."""
 
@@ -208,16 +213,25 @@ class Flow(_Steps):
         slug: str,
         *,
         key: str = "webhook",
+        secret_env: str | None = None,
         secret: str | None = None,
         max_body_bytes: int | None = None,
         rate_limit_per_minute: int | None = None,
+        **settings: Any,
     ) -> Flow:
-        """Add a Webhook trigger at ``/webhooks/<slug>``; ``secret`` may be ``"env:NAME"``."""
+        """Add a Webhook trigger at ``/api/webhooks/<slug>``.
+
+        ``secret_env`` names the environment variable holding the HMAC secret (``secret`` is
+        the older ``"env:NAME"`` spelling). Other settings (``signature_header``,
+        ``timestamp_header``, ...) are the manifest's fields in snake_case.
+        """
         spec: dict[str, Any] = {"type": "Webhook", "slug": slug}
         optional = {
+            "secretFrom": {"env": secret_env} if secret_env is not None else None,
             "secret": secret,
             "maxBodyBytes": max_body_bytes,
             "rateLimitPerMinute": rate_limit_per_minute,
+            **{_camel(name): value for name, value in settings.items()},
         }
         spec.update({name: value for name, value in optional.items() if value is not None})
         return self._trigger(key, spec)

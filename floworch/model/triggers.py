@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from floworch import limits
@@ -103,8 +104,31 @@ class CronTrigger(ManifestModel):
         return value
 
 
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+WebhookContentType = Literal["application/json", "application/x-www-form-urlencoded"]
+
+
+def _default_content_types() -> list[WebhookContentType]:
+    return ["application/json", "application/x-www-form-urlencoded"]
+
+
+class SecretFrom(ManifestModel):
+    """Where a host finds a secret at start-up: an environment variable or app setting."""
+
+    env: str = Field(
+        pattern=ENV_NAME_PATTERN,
+        max_length=200,
+        description="Environment variable (or Function App setting) holding the secret.",
+    )
+
+
 class WebhookTrigger(ManifestModel):
-    """A run started by an HTTP POST to ``/webhooks/<slug>``."""
+    """A run started by an HTTP POST to ``/api/webhooks/<slug>``, signed with HMAC-SHA256.
+
+    The secret never sits in the manifest: ``secretFrom: {env: NAME}`` names the environment
+    variable or app setting the host reads when it starts (``secret: "env:NAME"`` is the older
+    spelling of the same). See docs/webhooks.md for GitHub- and Stripe-style settings.
+    """
 
     type: Literal["Webhook"]
     slug: str = Field(
@@ -112,18 +136,83 @@ class WebhookTrigger(ManifestModel):
         max_length=limits.WEBHOOK_SLUG_MAX_LENGTH,
         description="URL path segment.",
     )
+    secret_from: SecretFrom | None = Field(
+        default=None, description="Where the host reads the HMAC secret at start-up."
+    )
     secret: str | None = Field(
         default=None,
-        description="HMAC secret for the signature header; 'env:NAME' reads environment "
-        "variable NAME when the host starts.",
+        description="Deprecated spelling of secretFrom: 'env:NAME'. A literal secret is refused.",
+    )
+    signature_header: str = Field(
+        default="X-Floworch-Signature",
+        min_length=1,
+        max_length=100,
+        description="Header carrying the signature.",
+    )
+    signature_format: Literal["hex", "base64", "stripe"] = Field(
+        default="hex",
+        description="hex or base64 HMAC-SHA256 (an 'sha256=' prefix is accepted), or "
+        "stripe: 't=<unix time>,v1=<hex>' over '<t>.<body>'.",
+    )
+    timestamp_header: str | None = Field(
+        default="X-Floworch-Timestamp",
+        min_length=1,
+        max_length=100,
+        description="Header carrying the delivery's Unix time; the signature then covers "
+        "'<timestamp>.<body>'. null: no timestamp (the signature covers the body; replays are "
+        "caught by delivery id only).",
+    )
+    replay_window_seconds: float = Field(
+        default=300, gt=0, description="Refuse deliveries whose timestamp is older (or newer)."
+    )
+    delivery_id_header: str | None = Field(
+        default="X-Floworch-Delivery",
+        min_length=1,
+        max_length=100,
+        description="Header with the sender's unique delivery id (a repeat starts no second "
+        "run); without one the signature identifies the delivery.",
     )
     max_body_bytes: int | None = Field(
-        default=None, gt=0, description="Reject bodies larger than this many bytes."
+        default=None, gt=0, description="Reject bodies larger than this (default: 1 MiB)."
+    )
+    content_types: list[WebhookContentType] = Field(
+        default_factory=_default_content_types,
+        min_length=1,
+        description="Accepted request content types.",
     )
     rate_limit_per_minute: int | None = Field(
-        default=None, gt=0, description="Reject requests above this rate (per flow and slug)."
+        default=None, gt=0, description="Reject requests above this rate (per host and slug)."
     )
     description: str | None = Field(default=None, description="What this trigger is for.")
+
+    @field_validator("secret")
+    @classmethod
+    def _no_literal_secret(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        name = value[4:] if value.startswith("env:") else ""
+        if not re.fullmatch(ENV_NAME_PATTERN, name):
+            raise ValueError(
+                "a literal secret is refused in a manifest (it would be stored in the database "
+                "and in source control): put it in an environment variable or app setting and "
+                "write secretFrom: {env: NAME}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> WebhookTrigger:
+        if self.secret is not None and self.secret_from is not None:
+            raise ValueError("give secretFrom or secret ('env:NAME'), not both")
+        return self
+
+    @property
+    def secret_env(self) -> str | None:
+        """The environment variable holding the secret, or None when none is configured."""
+        if self.secret_from is not None:
+            return self.secret_from.env
+        if self.secret is not None:
+            return self.secret[4:]
+        return None
 
 
 class ServiceBusTrigger(ManifestModel):

@@ -170,7 +170,7 @@ def test_builder_produces_a_validated_manifest() -> None:
     assert isinstance(manifest, FlowManifest)
     assert manifest.timeout_seconds == 60
     assert manifest.steps["pause"].run_after["greet"].statuses == ["Succeeded"]
-    assert manifest.triggers["webhook"].model_dump(exclude_none=True) == {
+    assert manifest.triggers["webhook"].model_dump(exclude_none=True, exclude_defaults=True) == {
         "type": "Webhook",
         "slug": "hello",
         "secret": "env:HELLO_SECRET",
