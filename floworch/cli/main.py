@@ -14,8 +14,11 @@ from floworch.cli.control import (
     runs_group,
     signal_command,
 )
+from floworch.cli.flows import flows_group
 from floworch.cli.loading import load_project
 from floworch.cli.runs import resume_command, run_command
+from floworch.cli.schedules import schedules_group
+from floworch.cli.serve import serve_command
 from floworch.cli.topology import topology_group
 from floworch.cli.worker import trigger_command, worker_command
 from floworch.errors import FlowError, FlowValidationError
@@ -82,6 +85,9 @@ for command in (
     topology_group,
     worker_command,
     trigger_command,
+    serve_command,
+    flows_group,
+    schedules_group,
 ):
     cli.add_command(command)
 

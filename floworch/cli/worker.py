@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from datetime import timedelta
@@ -114,20 +115,30 @@ def _connection_options(
     help="Seconds in-flight steps get to finish on SIGTERM/SIGINT before being abandoned.",
 )
 @click.option(
+    "--http-port",
     "--health-port",
-    envvar="FLOWORCH_HEALTH_PORT",
+    "health_port",
+    envvar=["FLOWORCH_HTTP_PORT", "FLOWORCH_HEALTH_PORT"],
     show_envvar=True,
     type=click.IntRange(0),
     default=None,
-    help="Serve /healthz, /readyz and /status over HTTP on this port (0: any).",
+    help="Serve the HTTP API (/api, /healthz, /readyz, /status) on this port (0: any).",
 )
 @click.option(
+    "--http-host",
     "--health-host",
-    envvar="FLOWORCH_HEALTH_HOST",
+    "health_host",
+    envvar=["FLOWORCH_HTTP_HOST", "FLOWORCH_HEALTH_HOST"],
     show_envvar=True,
     default="127.0.0.1",
     show_default=True,
-    help="Interface of the health endpoint (0.0.0.0 in containers).",
+    help="Interface of the HTTP API (0.0.0.0 in containers: then FLOWORCH_API_TOKEN is needed).",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Serve the API without authentication on a non-loopback --http-host (never in "
+    "production).",
 )
 @click.option(
     "--auto-create-topology",
@@ -206,6 +217,7 @@ def worker_command(
     grace: float,
     health_port: int | None,
     health_host: str,
+    insecure_no_auth: bool,
     auto_create_topology: bool,
     management_connection: str | None,
     ca_file: str | None,
@@ -242,6 +254,15 @@ def worker_command(
     if not target:
         raise click.UsageError("say which flows to run: PATH or FLOWORCH_FLOWS")
     conn = _connection_options(settings, connection, namespace)
+    from floworch.api.auth import AuthConfig
+
+    api_auth = AuthConfig.none()
+    if health_port is not None:
+        from floworch.hosting.http import ApiEnvironment, auth_for
+
+        api_auth = auth_for(
+            ApiEnvironment.from_env(os.environ), health_host, insecure_no_auth=insecure_no_auth
+        )
     worker_settings = WorkerSettings(
         servicebus=ServiceBusSettings(
             steps_topic=topic,
@@ -259,6 +280,7 @@ def worker_command(
         triggers=not no_triggers,
         health_host=health_host,
         health_port=health_port,
+        api_auth=api_auth,
     )
     code = asyncio.run(
         _run_worker(
@@ -291,6 +313,15 @@ async def _run_worker(
 
     manifests, registry = load_project(target, handlers)
     is_dir = await asyncio.to_thread(Path(target).is_dir)
+    if settings.health_port is not None:
+        from dataclasses import replace
+
+        from floworch.hosting.http import webhook_secrets
+
+        secrets, warnings = webhook_secrets(registry_of(manifests), os.environ)
+        for line in warnings:
+            log.warning("%s", line)
+        settings = replace(settings, webhook_secrets=secrets)
     if auto_create_topology:
         from floworch.runtime.servicebus.config import ServiceBusConnection
 
@@ -318,7 +349,9 @@ async def _run_worker(
         await host.start()
         if host.health is not None:
             log.info(
-                "health endpoint on http://%s:%d/readyz", settings.health_host, host.health.port
+                "health endpoint on http://%s:%d/readyz (API under /api)",
+                settings.health_host,
+                host.health.port,
             )
         click.echo(
             f"floworch worker {host.engine.core.owner} running {len(host.engine.flows)} flow(s) "

@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from floworch.api import ApiOptions, AuthConfig, Readiness, create_app
 from floworch.engine.engine import Engine, verify_handlers
 from floworch.engine.flows import FlowRegistry
 from floworch.engine.handlers import HandlerRegistry, default_registry
 from floworch.engine.ports import Clock, Dispatcher, SystemClock
 from floworch.engine.reconciler import ReconcilerSettings
 from floworch.errors import FlowError
-from floworch.hosting.health import HealthServer
+from floworch.hosting.http import HttpServer
 from floworch.model import FlowDefinition, FlowManifest
 from floworch.runtime.servicebus.config import ServiceBusConnection, ServiceBusSettings
 from floworch.runtime.servicebus.connection import ClientHandle, open_client
@@ -53,7 +54,11 @@ class WorkerSettings:
         cron: run the cron hub.
         triggers: consume trigger queues.
         lease: step lease length (renewed while a handler runs).
-        health_host / health_port: the HTTP health endpoint (port None: off; 0: a free port).
+        health_host / health_port: where the HTTP API (with ``/healthz``, ``/readyz`` and
+            ``/status``) is served (port None: off; 0: a free port).
+        api_auth: who may call the API (hosts build it with ``floworch.hosting.http.auth_for``).
+        webhook_secrets: HMAC secrets of webhook triggers by (flow id, trigger key).
+        api: API options (body limit, streams).
     """
 
     servicebus: ServiceBusSettings = field(default_factory=ServiceBusSettings)
@@ -70,6 +75,9 @@ class WorkerSettings:
     lease: timedelta = timedelta(seconds=30)
     health_host: str = "127.0.0.1"
     health_port: int | None = None
+    api_auth: AuthConfig = field(default_factory=AuthConfig.none)
+    webhook_secrets: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    api: ApiOptions = field(default_factory=ApiOptions)
 
 
 class WorkerHost:
@@ -125,11 +133,16 @@ class WorkerHost:
         self._stopping = asyncio.Event()
         self._started = False
         self._last_pass_ok = False
-        self.health: HealthServer | None = None
+        self.http: HttpServer | None = None
 
     @property
     def store(self) -> Store:
         return self.engine.store
+
+    @property
+    def health(self) -> HttpServer | None:
+        """The HTTP server of the API and probes (None without ``health_port``)."""
+        return self.http
 
     @property
     def client(self) -> Any:
@@ -151,10 +164,17 @@ class WorkerHost:
             self._start_queue_pump(sb.cron_queue, self.cron)
         await self._refresh_flows()
         if self.settings.health_port is not None:
-            self.health = HealthServer(
-                self.status, host=self.settings.health_host, port=self.settings.health_port
+            app = create_app(
+                self.engine,
+                auth=self.settings.api_auth,
+                readiness=self.readiness,
+                webhook_secrets=self.settings.webhook_secrets,
+                options=self.settings.api,
             )
-            await self.health.start()
+            self.http = HttpServer(
+                app, host=self.settings.health_host, port=self.settings.health_port
+            )
+            await self.http.start()
         self._stopping.clear()
         self._started = True
         self._last_pass_ok = True
@@ -187,9 +207,9 @@ class WorkerHost:
         await self.cron.close()
         await self.sb_dispatcher.close()
         await self._handle.close()
-        if self.health is not None:
-            await self.health.stop()
-            self.health = None
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
 
     async def __aenter__(self) -> WorkerHost:
         await self.start()
@@ -326,3 +346,21 @@ class WorkerHost:
             "triggersStarted": self.trigger_handler.started,
         }
         return ready, report
+
+    async def readiness(self) -> Readiness:
+        """``/readyz``: the status report, with a reason naming what is not ready."""
+        ready, report = await self.status()
+        reason = None
+        if not ready:
+            if not self._started:
+                reason = "the worker is not started (or is stopping)"
+            elif report["store"] != "ok":
+                reason = f"the database does not answer: {report['store']}"
+            else:
+                idle = sorted(name for name, p in report["pumps"].items() if not p["receiving"])
+                reason = "not receiving from " + ", ".join(idle)
+                reason += (
+                    " (if an entity is missing, run `floworch topology apply` or start the "
+                    "worker with --auto-create-topology)"
+                )
+        return Readiness(ready, reason, report)
