@@ -103,9 +103,17 @@ class EmbeddedHost:
         """Stops the loop and the workers (steps in flight are cancelled)."""
         self._stop.set()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            # Let a pass in progress finish (it sees the stop event): cancelling it mid-query
+            # would leave its database connection unreturned. Cancel only if it hangs.
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loop_task), timeout=5)
+            except TimeoutError:
+                self._loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._loop_task
+            except asyncio.CancelledError:
+                self._loop_task.cancel()
+                raise
             self._loop_task = None
         await self.dispatcher.stop()
 
