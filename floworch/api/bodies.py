@@ -18,6 +18,10 @@ from starlette.responses import Response
 from floworch.api.problems import ProblemError
 
 
+MAX_EVENT_ID = 2**53 - 1
+"""The largest event id a query accepts (exact in JavaScript; fits every database's integer)."""
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (floworch refuses NaN and Infinity)")
 

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from floworch.api.auth import Caller, operator, reader
-from floworch.api.bodies import StrictRoute, parse_json, read_limited
+from floworch.api.bodies import MAX_EVENT_ID, StrictRoute, parse_json, read_limited
 from floworch.api.context import ApiContext, context_of
 from floworch.api.cursors import decode_cursor, encode_cursor
 from floworch.api.models import (
@@ -218,7 +218,7 @@ async def run_events(
     request: Request,
     run_id: RunId,
     _: Annotated[Caller, Depends(reader)],
-    after: Annotated[int, Query(ge=0, description="Events after this id.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID, description="Events after this id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> EventList:
     """The run's event log in order, one page after ``after``."""

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from floworch.api.auth import Caller, reader
-from floworch.api.bodies import StrictRoute
+from floworch.api.bodies import MAX_EVENT_ID, StrictRoute
 from floworch.api.context import ApiContext, context_of
 from floworch.api.models import EventList, dump
 from floworch.api.problems import problem_responses
@@ -37,7 +37,7 @@ _SSE = {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "descr
 async def events(
     request: Request,
     _: Annotated[Caller, Depends(reader)],
-    since: Annotated[int, Query(ge=0, description="Events after this id.")] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_EVENT_ID, description="Events after this id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     run_id: Annotated[str | None, Query(alias="runId", max_length=100)] = None,
 ) -> EventList:
@@ -100,7 +100,7 @@ def _stream(request: Request, ctx: ApiContext, after: int, run_id: str | None) -
 async def stream(
     request: Request,
     _: Annotated[Caller, Depends(reader)],
-    since: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
 ) -> StreamingResponse:
     """Every run's events as server-sent events, from after ``since`` (or ``Last-Event-ID``)."""
@@ -116,7 +116,7 @@ async def run_stream(
     request: Request,
     run_id: Annotated[str, Path(alias="runId", max_length=100)],
     _: Annotated[Caller, Depends(reader)],
-    since: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=30)] = None,
 ) -> StreamingResponse:
     """One run's events as server-sent events; ends with ``event: end`` when the run finished."""
