@@ -17,7 +17,6 @@ from starlette.responses import Response
 
 from floworch.api.problems import ProblemError
 
-
 MAX_EVENT_ID = 2**53 - 1
 """The largest event id a query accepts (exact in JavaScript; fits every database's integer)."""
 
