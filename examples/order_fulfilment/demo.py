@@ -23,6 +23,7 @@ async def main() -> int:
     flow = load_manifest(HERE / "flow.json")
     async with FlowTestHost([flow]) as host:
         run_id = await host.trigger("order-fulfilment", body={"customerId": "c-42"})
+        await host.idle()  # let the run reach the approval step
         print("waiting for approval:", (await host.get(run_id)).steps["approve"].status)
         print("signal:", await host.signal(run_id, "approval", {"approved": True, "by": "ops"}))
         run = await host.wait(run_id)

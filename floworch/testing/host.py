@@ -1,5 +1,9 @@
 """FlowTestHost: run flows in a test, with a clock you move by hand.
 
+``trigger``, ``signal``, ``cancel``, ``retry_step`` and ``rerun`` return as soon as the engine
+has recorded the change; the steps run in the background. ``wait`` waits for the run's end,
+``wait_step`` for one step, and ``idle`` for every due step.
+
 Example::
 
     async with FlowTestHost(flows=[manifest], handlers=registry) as host:
@@ -25,7 +29,7 @@ from floworch.engine.engine import Engine
 from floworch.engine.flows import FlowRegistry
 from floworch.engine.handlers import HandlerRegistry
 from floworch.engine.ports import ManualClock
-from floworch.engine.views import RunState
+from floworch.engine.views import RunState, StepState
 from floworch.hosting.embedded import EmbeddedHost, EmbeddedSettings
 from floworch.model import FlowDefinition, FlowManifest, load_manifest
 from floworch.storage.memory import MemoryStore
@@ -92,7 +96,10 @@ class FlowTestHost:
         idempotency_key: str | None = None,
         trigger_key: str | None = None,
     ) -> str:
-        """Starts a run; returns its id (the first run's id for a repeated idempotency key).
+        """Starts a run and returns its id as soon as it is started (the first run's id for a
+        repeated idempotency key). The run goes on in the background: :meth:`wait` for its end,
+        :meth:`idle` for every due step to be processed, or cancel, signal and inspect it while
+        its handlers run.
 
         Raises:
             RuntimeError: the flow is disabled.
@@ -100,39 +107,61 @@ class FlowTestHost:
         result = await self.engine.trigger(flow_id, trigger_key, body, headers, idempotency_key)
         if result.run_id is None:
             raise RuntimeError(f"flow {flow_id!r} is disabled")
-        await self.idle()
         return result.run_id
 
     async def signal(self, run_id: str, name: str, payload: Any = None) -> str:
-        """Delivers a signal; returns Delivered, Buffered, AlreadyDelivered or NotFound."""
-        outcome = await self.engine.deliver_signal(run_id, name, payload)
-        await self.idle()
-        return outcome
+        """Delivers a signal; returns Delivered, Buffered (no step waits for it yet: the first to
+        wait gets it), AlreadyDelivered or NotFound. The steps it resumes run in the background."""
+        return await self.engine.deliver_signal(run_id, name, payload)
 
     async def wait(self, run_id: str, timeout: float = 30.0) -> RunState:
         """Waits (real time) until the run is terminal and returns it."""
         return await self.engine.wait_for_run(run_id, timeout=timeout, poll_interval=0.005)
+
+    async def wait_step(
+        self,
+        run_id: str,
+        step_key: str,
+        *,
+        status: str | None = None,
+        timeout: float = 30.0,
+    ) -> StepState:
+        """Waits (real time) until a step exists and is terminal, or has ``status`` if given,
+        and returns it; other steps may still be running.
+
+        Raises:
+            TimeoutError: it did not get there within ``timeout`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            step = (await self.engine.get_run(run_id)).steps.get(step_key)
+            if step is not None and (
+                step.status == status if status is not None else step.status.is_terminal
+            ):
+                return step
+            if loop.time() >= deadline:
+                now = step.status if step is not None else "not started"
+                raise TimeoutError(f"step {step_key!r} of run {run_id} is {now} after {timeout:g}s")
+            await asyncio.sleep(0.005)
 
     async def get(self, run_id: str) -> RunState:
         """The run as it is now."""
         return await self.engine.get_run(run_id)
 
     async def cancel(self, run_id: str, reason: str = "cancelled by test") -> bool:
-        """Cancels a run."""
-        done = await self.engine.cancel_run(run_id, reason)
-        await self.idle()
-        return done
+        """Cancels a run (its open steps are Cancelled at once and running handlers are told);
+        False when it had already finished."""
+        return await self.engine.cancel_run(run_id, reason)
 
     async def retry_step(self, run_id: str, step_key: str) -> None:
-        """Retries a failed step."""
+        """Retries a failed step; the retry runs in the background."""
         await self.engine.retry_step(run_id, step_key)
-        await self.idle()
 
     async def rerun(self, run_id: str) -> str:
         """Starts a new run from a run's trigger data; returns the new run id."""
         result = await self.engine.rerun(run_id)
         assert result.run_id is not None
-        await self.idle()
         return result.run_id
 
     async def advance(self, delta: timedelta) -> None:
@@ -155,7 +184,8 @@ class FlowTestHost:
         await self.idle()
 
     async def idle(self) -> None:
-        """Waits until every due message has been processed."""
+        """Waits until every due message has been processed (handlers included; timers not yet
+        due stay pending: :meth:`advance` fires them)."""
         for _ in range(3):
             await asyncio.sleep(0)
             await self._host.dispatcher.wait_idle()

@@ -176,6 +176,7 @@ async def test_wait_for_signal_in_body_is_a_barrier() -> None:
     )
     async with FlowTestHost([manifest], reg) as host:
         run_id = await host.trigger("f")
+        await host.idle()
         assert await host.signal(run_id, "go-0", {"n": 0}) == "Delivered"
         assert await host.signal(run_id, "go-2", {"n": 2}) == "Delivered"
         state = await host.get(run_id)

@@ -35,6 +35,7 @@ async def test_retry_backs_off_exponentially_and_exhausts() -> None:
     manifest = flow({"call": {"type": "Flaky", "retry": RETRY}})
     async with FlowTestHost([manifest], reg) as host:
         run_id = await host.trigger("f")
+        await host.idle()
         assert calls == [1]
         assert (await host.get(run_id)).steps["call"].status == "Waiting"
         await host.advance(timedelta(seconds=9))
@@ -206,6 +207,7 @@ async def test_pending_result_polls_until_done() -> None:
     manifest = flow({"p": {"type": "Poll"}})
     async with FlowTestHost([manifest], reg) as host:
         run_id = await host.trigger("f")
+        await host.idle()
         state = await host.get(run_id)
         assert state.steps["p"].status == "Waiting"
         assert state.steps["p"].output == {"n": 1}
@@ -232,6 +234,7 @@ async def test_poll_policy_condition_path_stops_polling() -> None:
     manifest = flow({"s": {"type": "Status", "poll": poll}})
     async with FlowTestHost([manifest], reg) as host:
         run_id = await host.trigger("f")
+        await host.idle()
         assert calls == 1
         await host.advance(timedelta(seconds=5))
         assert calls == 2

@@ -45,6 +45,7 @@ async def test_early_signal_is_buffered_and_consumed_when_the_step_waits() -> No
 async def test_second_delivery_to_a_waiting_step_is_already_delivered() -> None:
     async with FlowTestHost([flow({"approve": WAIT})], registry()) as host:
         run_id = await host.trigger("f")
+        await host.idle()
         assert await host.signal(run_id, "approval", 1) == "Delivered"
         run = await host.wait(run_id)
         assert await host.engine.deliver_signal(run_id, "approval", 2) == "NotFound"

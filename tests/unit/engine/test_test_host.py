@@ -1,0 +1,67 @@
+"""FlowTestHost returns control while handlers run (issue 9.3)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from floworch.engine.context import StepContext
+from floworch.engine.handlers import HandlerRegistry
+from floworch.testing.host import FlowTestHost
+
+from .support import flow
+
+
+def blocking() -> tuple[HandlerRegistry, asyncio.Event, list[str]]:
+    """A handler that runs until it is cancelled (it would block for an hour otherwise)."""
+    reg = HandlerRegistry()
+    started = asyncio.Event()
+    seen: list[str] = []
+
+    @reg.handler("Long")
+    async def long(ctx: StepContext, inputs: Any) -> Any:
+        started.set()
+        reason = await asyncio.wait_for(ctx.cancellation.wait(), timeout=3600)
+        seen.append(str(reason))
+        return "never stored"
+
+    @reg.handler("Echo")
+    async def echo(inputs: Any) -> Any:
+        return inputs
+
+    return reg, started, seen
+
+
+async def test_trigger_returns_while_a_handler_runs_and_the_run_can_be_cancelled() -> None:
+    reg, started, seen = blocking()
+    async with FlowTestHost([flow({"long": {"type": "Long"}})], reg) as host:
+        run_id = await asyncio.wait_for(host.trigger("f"), timeout=30)
+        await asyncio.wait_for(started.wait(), timeout=30)
+        assert (await host.get(run_id)).steps["long"].status == "Running"
+        assert await asyncio.wait_for(host.cancel(run_id), timeout=30) is True
+        run = await host.wait(run_id, timeout=30)
+    assert run.status == "Cancelled"
+    assert run.steps["long"].status == "Cancelled"
+    assert seen == ["cancelled by test"]
+
+
+async def test_a_signal_reaches_a_run_while_another_branch_runs() -> None:
+    reg, started, _ = blocking()
+    manifest = flow(
+        {
+            "long": {"type": "Long"},
+            "approve": {"type": "WaitForSignal", "inputs": {"signalName": "go"}},
+            "after": {"type": "Echo", "inputs": 1, "runAfter": {"approve": ["Succeeded"]}},
+        }
+    )
+    async with FlowTestHost([manifest], reg) as host:
+        run_id = await asyncio.wait_for(host.trigger("f"), timeout=30)
+        await asyncio.wait_for(started.wait(), timeout=30)
+        assert await asyncio.wait_for(host.signal(run_id, "go", {"ok": True}), timeout=30) in (
+            "Delivered",
+            "Buffered",
+        )
+        after = await host.wait_step(run_id, "after")
+        assert after.status == "Succeeded" and after.output == 1
+        assert (await host.get(run_id)).steps["long"].status == "Running"
+        await host.cancel(run_id)
