@@ -22,7 +22,8 @@ async def fetch_orders(ctx: floworch.StepContext, inputs: dict[str, Any]) -> dic
 
 @floworch.handler("Charge")
 async def charge(ctx: floworch.StepContext, inputs: ChargeInputs) -> dict[str, Any]:
-    # ctx.idempotency_key is stable across redeliveries: pass it to the payment provider.
+    # ctx.idempotency_key is the same for every attempt of this step in this run (retries and
+    # redeliveries included): pass it to the payment provider so a retry never charges twice.
     if inputs.order["amount"] < 0:
         raise floworch.StepError("negative amount", retryable=False)
     return {

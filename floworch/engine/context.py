@@ -76,8 +76,14 @@ class StepContext:
         step_key: the step instance (``each.3.charge`` inside a ForEach).
         step_type: the handler name.
         attempt: 1 for the first try, growing with each retry.
-        idempotency_key: stable for this attempt of this step across redeliveries; pass it to
-            external systems so a repeated call is recognised.
+        idempotency_key: the same for every attempt of this step in this run (automatic and
+            manual retries, polls, redeliveries, a take-over after a lost lease); another run,
+            a rerun included, gets another. Pass it to an external system (a payment provider)
+            so that a retried call is recognised and not carried out twice.
+        attempt_key: unique to this dispatch of the step: each retry (automatic or manual)
+            and each poll gets a new one, a redelivered message keeps it (it is the step
+            message's id, ``<runId>:<stepKey>:<seq>``). Use it where every attempt must be a
+            new operation.
         trigger_body: the body the run was started with.
         trigger_headers: the trigger headers.
         logger: a logger whose records carry the run and step.
@@ -91,6 +97,7 @@ class StepContext:
     step_type: str
     attempt: int
     idempotency_key: str
+    attempt_key: str
     trigger_body: Any
     trigger_headers: Mapping[str, str]
     logger: logging.LoggerAdapter[logging.Logger]
