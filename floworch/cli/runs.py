@@ -17,6 +17,7 @@ from floworch.cli.settings import Settings
 from floworch.engine.reconciler import ReconcilerSettings
 from floworch.engine.views import RunState
 from floworch.hosting.embedded import EmbeddedHost, EmbeddedSettings
+from floworch.hosting.runner import run_main
 from floworch.storage.factory import open_store
 
 _EMBEDDED_LEASE = timedelta(seconds=10)
@@ -150,7 +151,7 @@ def run_command(
     PATH is a manifest (JSON/YAML) or a Python file defining flows and handlers. Exit code 0
     when the run Succeeded, 1 when it Failed, was Cancelled or TimedOut, 2 for invalid input.
     """
-    code = asyncio.run(
+    code = run_main(
         _run(
             path,
             handlers,
@@ -205,4 +206,4 @@ async def _resume(path: str, handlers: tuple[str, ...], db: str | None, timeout:
 )
 def resume_command(path: str, handlers: tuple[str, ...], db: str | None, timeout: float) -> None:
     """Continue every unfinished run of the flows at PATH (after a crash or Ctrl-C)."""
-    sys.exit(asyncio.run(_resume(path, handlers, db, timeout)))
+    sys.exit(run_main(_resume(path, handlers, db, timeout)))

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from floworch.engine.context import Cancellation
 from floworch.engine.envelope import StepEnvelope
+from floworch.engine.executor import HandlerExecutor
 from floworch.engine.flows import FlowRegistry
 from floworch.engine.handlers import HandlerRegistry
 from floworch.engine.ports import Clock, Dispatcher
@@ -39,6 +40,8 @@ class EngineCore:
     running: dict[str, set[Cancellation]] = field(default_factory=dict)
     join_hints: dict[tuple[str, str], str] = field(default_factory=dict)
     """(run id, join step key) -> a predecessor that blocked the join at its last check."""
+    executor: HandlerExecutor = field(default_factory=HandlerExecutor)
+    """Runs handler attempts; remembers handlers left running after their step ended."""
 
     async def send(self, sends: Sequence[Send]) -> None:
         """Sends messages a committed transaction recorded in the ledger, then marks them sent.

@@ -11,7 +11,7 @@ from typing import Any
 from floworch.engine.context import Cancellation, StepContext
 from floworch.engine.core import EngineCore
 from floworch.engine.envelope import StepEnvelope
-from floworch.engine.executor import HandlerOutcome, run_handler
+from floworch.engine.executor import HandlerOutcome
 from floworch.engine.expression_context import (
     NO_ITEM,
     StepExpressionContext,
@@ -307,7 +307,7 @@ class Stepper:
         )
         started = core.clock.now()
         try:
-            result = await run_handler(handler, ctx, inputs, timeout=node.timeout)
+            result = await core.executor.run(handler, ctx, inputs, timeout=node.timeout)
         finally:
             first_renewal.cancel()
             if renewer is not None:

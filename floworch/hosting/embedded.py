@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from floworch.engine.engine import Engine
+from floworch.engine.executor import AbandonedHandler
 from floworch.engine.flows import FlowRegistry
 from floworch.engine.handlers import HandlerRegistry
 from floworch.engine.ports import Clock, SystemClock
@@ -40,6 +41,8 @@ class EmbeddedSettings:
             since another process (the CLI) may have written them with no way to reach us.
         cron: whether to fire cron triggers.
         lease: step lease length.
+        handler_grace: on stop, how long handlers that outlived their step (they ignored a
+            timeout or cancellation) get to return before they are abandoned.
     """
 
     concurrency: int = 8
@@ -51,6 +54,7 @@ class EmbeddedSettings:
     )
     cron: bool = True
     lease: timedelta = timedelta(seconds=30)
+    handler_grace: timedelta = timedelta(seconds=1)
 
 
 class EmbeddedHost:
@@ -100,7 +104,8 @@ class EmbeddedHost:
         self._loop_task = asyncio.create_task(self._background(), name="floworch-embedded-loop")
 
     async def stop(self) -> None:
-        """Stops the loop and the workers (steps in flight are cancelled)."""
+        """Stops the loop and the workers (steps in flight are cancelled). Handlers that ignore
+        the cancellation are abandoned after ``handler_grace``, with one line saying so."""
         self._stop.set()
         if self._loop_task is not None:
             # Let a pass in progress finish (it sees the stop event): cancelling it mid-query
@@ -116,6 +121,9 @@ class EmbeddedHost:
                 raise
             self._loop_task = None
         await self.dispatcher.stop()
+        left = await self.engine.core.executor.wait_abandoned(self.settings.handler_grace)
+        if left:
+            log.warning(_abandoned_line(left))
 
     async def __aenter__(self) -> EmbeddedHost:
         await self.start()
@@ -211,3 +219,12 @@ class EmbeddedHost:
         """Triggers a run and returns its id (None for a disabled flow)."""
         result = await self.engine.trigger(flow_id, trigger_key, body, headers, idempotency_key)
         return result.run_id
+
+
+def _abandoned_line(left: list[AbandonedHandler]) -> str:
+    shown = "; ".join(str(handler) for handler in left[:3])
+    more = f"; and {len(left) - 3} more" if len(left) > 3 else ""
+    return (
+        f"abandoned {len(left)} handler(s) that ignored cancellation (their steps already "
+        f"ended; fix the handler to return on ctx.cancellation): {shown}{more}"
+    )
