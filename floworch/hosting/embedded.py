@@ -1,7 +1,9 @@
 """The embedded host: engine + in-process runtime + reconciler and cron loops in one process.
 
 It is what ``floworch run``, ``floworch resume`` and the test host build on. State lives in the
-store you give it (memory, or SQLite so that a crashed run can be resumed).
+store you give it (memory, or SQLite so that a crashed run can be resumed). Step messages go
+through the one :class:`~floworch.engine.consumer.StepConsumer`; the in-process runtime applies
+its verdicts (retry after a back-off, or a recorded dead letter: :attr:`EmbeddedHost.dead_letters`).
 """
 
 from __future__ import annotations
@@ -9,20 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from floworch.engine.consumer import RetryPolicy, StepConsumer
 from floworch.engine.engine import Engine
 from floworch.engine.executor import AbandonedHandler
 from floworch.engine.flows import FlowRegistry
 from floworch.engine.handlers import HandlerRegistry
-from floworch.engine.ports import Clock, SystemClock
+from floworch.engine.ports import Clock, Dispatcher, SystemClock
 from floworch.engine.reconciler import ReconcilerSettings
 from floworch.engine.schedules import effective_cron, latest_missed, next_fire
 from floworch.model import CronTrigger, FlowDefinition, FlowManifest
-from floworch.runtime.memory import InProcessDispatcher
+from floworch.runtime.memory import DeadLetterRecord, InProcessDispatcher
 from floworch.storage.port import Store
 from floworch.storage.records import ScheduleState
 
@@ -41,8 +44,11 @@ class EmbeddedSettings:
             since another process (the CLI) may have written them with no way to reach us.
         cron: whether to fire cron triggers.
         lease: step lease length.
+        retry: how failures to handle a step message (store outage, poison) are retried.
         handler_grace: on stop, how long handlers that outlived their step (they ignored a
             timeout or cancellation) get to return before they are abandoned.
+        dead_letter_limit: how many dead-lettered step messages :attr:`EmbeddedHost.dead_letters`
+            keeps (the newest; the count since start is ``dispatcher.dead_lettered``).
     """
 
     concurrency: int = 8
@@ -54,11 +60,24 @@ class EmbeddedSettings:
     )
     cron: bool = True
     lease: timedelta = timedelta(seconds=30)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     handler_grace: timedelta = timedelta(seconds=1)
+    dead_letter_limit: int = 1000
 
 
 class EmbeddedHost:
-    """Runs flows in this process. Use as ``async with EmbeddedHost(...) as host``."""
+    """Runs flows in this process. Use as ``async with EmbeddedHost(...) as host``.
+
+    Args:
+        store: where state lives.
+        flows: the flows to run.
+        handlers: step handlers (default: the ``@floworch.handler`` registry).
+        clock: time source (the test host passes a manual clock).
+        settings: host options.
+        check_handlers: refuse flows whose step types have no handler.
+        dispatcher: wraps the in-process dispatcher the engine sends through (tests use it to
+            duplicate or drop messages); the workers still receive from the in-process one.
+    """
 
     def __init__(
         self,
@@ -69,21 +88,26 @@ class EmbeddedHost:
         clock: Clock | None = None,
         settings: EmbeddedSettings | None = None,
         check_handlers: bool = True,
+        dispatcher: Callable[[Dispatcher], Dispatcher] | None = None,
     ) -> None:
         self.settings = settings or EmbeddedSettings()
         self.clock = clock or SystemClock()
         self.dispatcher = InProcessDispatcher(
-            clock=self.clock, concurrency=self.settings.concurrency
+            clock=self.clock,
+            concurrency=self.settings.concurrency,
+            dead_letter_limit=self.settings.dead_letter_limit,
+            policy=self.settings.retry,
         )
         self.engine = Engine(
             store=store,
-            dispatcher=self.dispatcher,
+            dispatcher=dispatcher(self.dispatcher) if dispatcher else self.dispatcher,
             flows=flows,
             handlers=handlers,
             clock=self.clock,
             lease=self.settings.lease,
             check_handlers=check_handlers,
         )
+        self.consumer = StepConsumer(self.engine, policy=self.settings.retry)
         self._loop_task: asyncio.Task[None] | None = None
         self._next_fires: dict[tuple[str, str], tuple[str, datetime]] = {}
         self._stop = asyncio.Event()
@@ -97,11 +121,17 @@ class EmbeddedHost:
         """Stores the flows, starts the workers, reconciles once (resuming unfinished runs) and
         starts the background loop."""
         await self.engine.sync_flows()
-        self.dispatcher.start(self.engine.run_step)
+        self.dispatcher.start(self.consumer.handle)
         await self.engine.reconcile(self.settings.reconciler)
         await self._seed_cron()
         self._stop.clear()
         self._loop_task = asyncio.create_task(self._background(), name="floworch-embedded-loop")
+
+    @property
+    def dead_letters(self) -> list[DeadLetterRecord]:
+        """The newest step messages set aside as poison (see ``dispatcher.dead_lettered`` for
+        the count since start)."""
+        return list(self.dispatcher.dead_letters)
 
     async def stop(self) -> None:
         """Stops the loop and the workers (steps in flight are cancelled). Handlers that ignore

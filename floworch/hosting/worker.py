@@ -302,6 +302,7 @@ class WorkerHost:
             max_lock_renewal=sb.max_lock_renewal,
             receive_wait=sb.receive_wait,
             retry_in_place=sb.retry_in_place,
+            max_delivery_count=sb.max_delivery_count,
         )
         pump.start()
         return pump

@@ -68,6 +68,10 @@ class ServiceBusSettings:
         retry_in_place: how long a message whose handling hit an infrastructure failure
             (database down) is retried, with back-off, while it stays locked before it is
             abandoned; keeps a short outage from using up the max delivery count.
+        max_delivery_count: the max delivery count of the entities the worker receives from
+            (the topology's default is 10), so that the last delivery of a message that keeps
+            failing is dead-lettered with its real reason rather than Service Bus's
+            ``MaxDeliveryCountExceeded``; None when unknown.
         retry: transient send failure retries.
     """
 
@@ -79,6 +83,7 @@ class ServiceBusSettings:
     max_lock_renewal: timedelta = timedelta(minutes=5)
     receive_wait: float = 1.0
     retry_in_place: timedelta = timedelta(seconds=60)
+    max_delivery_count: int | None = 10
     retry: SendRetry = field(default_factory=SendRetry)
 
     def __post_init__(self) -> None:

@@ -29,13 +29,20 @@ from azure.core.exceptions import AzureError
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
+from floworch.engine.consumer import (
+    COMPLETE,
+    DeadLetter,
+    Delivery,
+    RetryPolicy,
+    Verdict,
+    failure_verdict,
+)
 from floworch.engine.engine import Engine
 from floworch.engine.schedules import effective_cron, latest_missed, next_fire
-from floworch.errors import EnvelopeError, StorageError, TransportError
+from floworch.errors import EnvelopeError, TransportError
 from floworch.model import CronTrigger, FlowDefinition
 from floworch.runtime.servicebus.messages import body_bytes
 from floworch.runtime.servicebus.names import DEFAULT_CRON_QUEUE
-from floworch.runtime.servicebus.pump import COMPLETE, Abandon, DeadLetter, Verdict
 from floworch.storage.records import ScheduleState
 
 log = logging.getLogger("floworch.runtime.servicebus.cron")
@@ -103,6 +110,7 @@ class CronHub:
         client: the process's long-lived client.
         queue: the cron queue.
         lost_after: a pending tick this overdue is considered lost and the chain is re-seeded.
+        policy: how ticks whose handling fails are retried (an outage) or dead-lettered.
     """
 
     def __init__(
@@ -112,8 +120,10 @@ class CronHub:
         *,
         queue: str = DEFAULT_CRON_QUEUE,
         lost_after: timedelta = timedelta(seconds=60),
+        policy: RetryPolicy | None = None,
     ) -> None:
         self._engine = engine
+        self._policy = policy or RetryPolicy()
         self._client = client
         self._queue = queue
         self._lost_after = lost_after
@@ -190,7 +200,7 @@ class CronHub:
 
     # -- the consumer ---------------------------------------------------------------------------
 
-    async def __call__(self, message: ServiceBusReceivedMessage) -> Verdict:
+    async def __call__(self, message: ServiceBusReceivedMessage, delivery: Delivery) -> Verdict:
         """Pump handler of the cron queue."""
         try:
             tick = CronTick.from_message(message)
@@ -205,8 +215,8 @@ class CronHub:
             )
         try:
             await self._on_tick(flow, tick, trigger)
-        except (StorageError, TransportError) as exc:
-            return Abandon(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # an outage is retried; anything else a few times at most
+            return failure_verdict(exc, delivery, self._policy)
         return COMPLETE
 
     async def _on_tick(self, flow: FlowDefinition, tick: CronTick, trigger: CronTrigger) -> None:

@@ -1,6 +1,16 @@
 """A message pump: receives from one queue or subscription in peek-lock, runs a handler per
 message with bounded concurrency, renews locks while it works, and settles each message by the
-handler's verdict. The step processor, the cron hub and the trigger queue all run on pumps."""
+handler's verdict (the engine's :data:`~floworch.engine.consumer.Verdict`). The step processor,
+the cron hub and the trigger queue all run on pumps.
+
+- ``Complete``: complete the message.
+- ``Retry(after)``: keep the message locked and hand it to the handler again after ``after``,
+  for as long as the retry-in-place budget (``retry_in_place``, at most ``max_lock_renewal``)
+  lasts; then abandon it, and Service Bus redelivers it. While it waits, a retrying message gives
+  its concurrency slot to healthy messages (up to ``max_held`` messages wait that way at once;
+  beyond that they wait in their slots, so an outage does not pull in more messages than that).
+- ``DeadLetter(reason, description)``: dead-letter the message with that reason.
+"""
 
 from __future__ import annotations
 
@@ -16,33 +26,35 @@ from azure.core.exceptions import AzureError
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
 
+from floworch.engine.consumer import (
+    COMPLETE,
+    Complete,
+    DeadLetter,
+    Delivery,
+    Retry,
+    RetryPolicy,
+    Verdict,
+    failure_verdict,
+)
+
 log = logging.getLogger("floworch.runtime.servicebus.pump")
 
 
-@dataclass(frozen=True)
-class Complete:
-    """The message was handled (or is a harmless duplicate): remove it."""
+MessageHandler = Callable[[ServiceBusReceivedMessage, Delivery], Awaitable[Verdict]]
+"""Decides a received message's verdict from the message and its delivery facts."""
 
-
-@dataclass(frozen=True)
-class Abandon:
-    """An infrastructure problem (database down, send failure): let Service Bus redeliver it."""
-
-    why: str
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """The message can never succeed: move it to the dead-letter queue with a reason."""
-
-    reason: str
-    description: str
-
-
-Verdict = Complete | Abandon | DeadLetter
-MessageHandler = Callable[[ServiceBusReceivedMessage], Awaitable[Verdict]]
-
-COMPLETE = Complete()
+__all__ = [
+    "COMPLETE",
+    "Complete",
+    "DeadLetter",
+    "Delivery",
+    "MessageHandler",
+    "MessagePump",
+    "PumpStats",
+    "Retry",
+    "Source",
+    "Verdict",
+]
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,8 @@ class PumpStats:
     receive_failures: int = 0
     lock_renew_failures: int = 0
     retried_in_place: int = 0
+    holding: int = 0
+    """Messages waiting now for a retry in place without a concurrency slot."""
 
 
 class MessagePump:
@@ -89,13 +103,19 @@ class MessagePump:
     Args:
         client: the process's long-lived client.
         source: queue or subscription.
-        handler: decides each message's verdict; an exception it raises abandons the message.
+        handler: decides each message's verdict (an exception it raises is judged by the
+            engine's failure rules, as the step consumer would).
         concurrency: messages handled at once.
         prefetch: messages fetched ahead.
         max_lock_renewal: how long locks are kept alive while the handler works.
         receive_wait: the longest single receive wait (how quickly a stop is noticed).
-        retry_in_place: how long an infrastructure failure is retried with back-off while the
-            message stays locked, before the message is abandoned.
+        retry_in_place: how long a message whose verdict is ``Retry`` is kept locked and tried
+            again, before it is abandoned.
+        max_held: messages that may wait for a retry without holding a concurrency slot
+            (default: ``concurrency``).
+        max_delivery_count: the entity's max delivery count, when known: the last delivery of
+            a message that keeps failing is dead-lettered with its real reason.
+        policy: failure rules for exceptions the handler raises.
     """
 
     def __init__(
@@ -109,12 +129,18 @@ class MessagePump:
         max_lock_renewal: timedelta = timedelta(minutes=5),
         receive_wait: float = 1.0,
         retry_in_place: timedelta = timedelta(seconds=60),
+        max_held: int | None = None,
+        max_delivery_count: int | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.source = source
         # An infrastructure failure (database down) is retried while the message stays locked,
         # with back-off, for up to this long before abandoning: abandoning at once would burn
         # through the entity's max delivery count in seconds and dead-letter healthy messages.
         self._retry_in_place = min(retry_in_place, max_lock_renewal).total_seconds()
+        self._max_held = concurrency if max_held is None else max_held
+        self._max_delivery_count = max_delivery_count
+        self._policy = policy or RetryPolicy()
         self._client = client
         self._handler = handler
         self._concurrency = concurrency
@@ -247,43 +273,80 @@ class MessagePump:
     async def _handle(
         self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage
     ) -> None:
+        slot = _Slot()
         try:
             try:
-                verdict = await self._decide(message)
+                verdict = await self._decide(message, slot)
             except asyncio.CancelledError:
-                await asyncio.shield(self._settle(receiver, message, Abandon("worker stopping")))
+                stopping = Retry(timedelta(0), "the worker is stopping")
+                await asyncio.shield(self._settle(receiver, message, stopping))
                 raise
             await self._settle(receiver, message, verdict)
         finally:
-            self._slots.release()
+            if slot.held:
+                self._slots.release()
 
-    async def _decide(self, message: ServiceBusReceivedMessage) -> Verdict:
+    async def _decide(self, message: ServiceBusReceivedMessage, slot: _Slot) -> Verdict:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._retry_in_place
-        delay = 0.5
+        received = loop.time()
+        first_failure: float | None = None
+        attempt = 1
         while True:
+            now = loop.time()
+            delivery = Delivery(
+                str(message.message_id),
+                # The AMQP header counts earlier deliveries (0 the first time).
+                delivery_count=(message.delivery_count or 0) + 1,
+                max_delivery_count=self._max_delivery_count,
+                enqueued_at=message.enqueued_time_utc,
+                attempt=attempt,
+                failing_for=timedelta(seconds=0 if first_failure is None else now - first_failure),
+                hold_remaining=timedelta(seconds=max(self._retry_in_place - (now - received), 0)),
+            )
             try:
-                verdict = await self._handler(message)
-            except Exception as exc:
+                verdict = await self._handler(message, delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # handlers return verdicts; this is the last resort
                 log.exception("handling message %s from %s failed", message.message_id, self.source)
-                verdict = Abandon(f"{type(exc).__name__}: {exc}")
-            if not isinstance(verdict, Abandon) or self._stopping.is_set():
+                verdict = failure_verdict(exc, delivery, self._policy)
+            if not isinstance(verdict, Retry) or self._stopping.is_set():
                 return verdict
-            if loop.time() + delay > deadline:
-                return verdict
+            remaining = self._retry_in_place - (loop.time() - received)
+            if verdict.after.total_seconds() > remaining:
+                return verdict  # the budget is spent: abandon, Service Bus redelivers it
+            if first_failure is None:
+                first_failure = now
             self.stats.retried_in_place += 1
             log.warning(
                 "message %s from %s: %s; trying again in %.1f s (the message stays locked)",
                 message.message_id,
                 self.source,
                 verdict.why,
-                delay,
+                verdict.after.total_seconds(),
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            await self._hold(verdict.after.total_seconds(), slot)
             if self._stopping.is_set():
                 return verdict
-            delay = min(delay * 2, 10.0)
+            attempt += 1
+
+    async def _hold(self, seconds: float, slot: _Slot) -> None:
+        """Waits before a retry in place; gives the concurrency slot to healthy messages
+        meanwhile, while fewer than ``max_held`` messages wait that way."""
+        release = slot.held and self.stats.holding < self._max_held
+        if release:
+            self.stats.holding += 1
+            slot.held = False
+            self._slots.release()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+        finally:
+            if release:
+                self.stats.holding -= 1
+        if release and not self._stopping.is_set():
+            await self._slots.acquire()
+            slot.held = True
 
     async def _settle(
         self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage, verdict: Verdict
@@ -292,7 +355,7 @@ class MessagePump:
             if isinstance(verdict, Complete):
                 await receiver.complete_message(message)
                 self.stats.completed += 1
-            elif isinstance(verdict, Abandon):
+            elif isinstance(verdict, Retry):
                 log.warning(
                     "abandoning message %s from %s (delivery %s): %s",
                     message.message_id,
@@ -324,3 +387,10 @@ class MessagePump:
                 self.source,
                 exc,
             )
+
+
+@dataclass
+class _Slot:
+    """Whether a message's task holds one of the pump's concurrency slots."""
+
+    held: bool = True

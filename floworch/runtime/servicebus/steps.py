@@ -1,44 +1,34 @@
-"""The step processor: turns a received step message into ``Engine.run_step`` and the engine's
-answer into a settlement.
-
-- complete: the step ran and its result is committed, or the message is a duplicate/stale.
-- abandon: the store or the transport failed; Service Bus redelivers and the claim keeps the
-  redelivery harmless (after the entity's max delivery count it is dead-lettered by Service Bus).
-- dead-letter: the body is not a step envelope this floworch reads, or names a flow this worker
-  does not run. Handler exceptions are step failures the engine records, not settlement errors.
-"""
+"""The step processor: hands a received step message to the engine's step consumer and returns
+its verdict for the pump to settle (see :mod:`floworch.engine.consumer` for the rules and
+docs/servicebus.md for the settlement table)."""
 
 from __future__ import annotations
 
 from azure.servicebus import ServiceBusReceivedMessage
 
+from floworch.engine.consumer import (
+    DeadLetter,
+    DeadLetterReason,
+    Delivery,
+    RetryPolicy,
+    StepConsumer,
+    Verdict,
+    describe,
+)
 from floworch.engine.engine import Engine
-from floworch.errors import EnvelopeError, FlowNotFoundError, StorageError, TransportError
-from floworch.runtime.servicebus.messages import envelope_of
-from floworch.runtime.servicebus.pump import COMPLETE, Abandon, DeadLetter, Verdict
-
-REASON_BAD_ENVELOPE = "EnvelopeInvalid"
-REASON_UNKNOWN_FLOW = "UnknownFlow"
+from floworch.errors import EnvelopeError
+from floworch.runtime.servicebus.messages import body_bytes
 
 
 class StepMessageHandler:
     """The pump handler of the steps topic subscriptions."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, engine: Engine, *, policy: RetryPolicy | None = None) -> None:
+        self.consumer = StepConsumer(engine, policy=policy)
 
-    async def __call__(self, message: ServiceBusReceivedMessage) -> Verdict:
+    async def __call__(self, message: ServiceBusReceivedMessage, delivery: Delivery) -> Verdict:
         try:
-            envelope = envelope_of(message)
-        except EnvelopeError as exc:
-            return DeadLetter(REASON_BAD_ENVELOPE, str(exc))
-        try:
-            await self._engine.run_step(envelope)
-        except FlowNotFoundError as exc:
-            return DeadLetter(
-                REASON_UNKNOWN_FLOW,
-                f"{exc}; this worker runs {', '.join(self._engine.flows.ids()) or 'no flows'}",
-            )
-        except (StorageError, TransportError) as exc:
-            return Abandon(f"{type(exc).__name__}: {exc}")
-        return COMPLETE
+            body = body_bytes(message)
+        except EnvelopeError as exc:  # a body of AMQP values, not data
+            return DeadLetter(DeadLetterReason.ENVELOPE_INVALID, describe(exc))
+        return await self.consumer.handle(body, delivery)

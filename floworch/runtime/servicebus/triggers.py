@@ -18,16 +18,18 @@ from azure.core.exceptions import AzureError
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient
 
-from floworch.engine.engine import Engine
-from floworch.errors import (
-    FlowNotFoundError,
-    StorageError,
-    TransportError,
-    TriggerNotFoundError,
+from floworch.engine.consumer import (
+    COMPLETE,
+    DeadLetter,
+    Delivery,
+    RetryPolicy,
+    Verdict,
+    failure_verdict,
 )
+from floworch.engine.engine import Engine
+from floworch.errors import FlowNotFoundError, TransportError, TriggerNotFoundError
 from floworch.runtime.servicebus.messages import application_property, body_bytes
 from floworch.runtime.servicebus.names import DEFAULT_TRIGGERS_QUEUE
-from floworch.runtime.servicebus.pump import COMPLETE, Abandon, DeadLetter, Verdict
 
 REASON_NO_FLOW_ID = "FlowIdMissing"
 REASON_UNKNOWN_FLOW = "UnknownFlow"
@@ -138,11 +140,12 @@ class TriggerSender:
 class TriggerMessageHandler:
     """The pump handler of trigger queues: one run per idempotency key."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, policy: RetryPolicy | None = None) -> None:
         self._engine = engine
+        self._policy = policy or RetryPolicy()
         self.started = 0
 
-    async def __call__(self, message: ServiceBusReceivedMessage) -> Verdict:
+    async def __call__(self, message: ServiceBusReceivedMessage, delivery: Delivery) -> Verdict:
         flow_id = application_property(message, "FlowId")
         if not flow_id:
             return DeadLetter(
@@ -182,8 +185,8 @@ class TriggerMessageHandler:
             )
         except TriggerNotFoundError as exc:
             return DeadLetter(REASON_UNKNOWN_TRIGGER, str(exc))
-        except (StorageError, TransportError) as exc:
-            return Abandon(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # an outage is retried; anything else a few times at most
+            return failure_verdict(exc, delivery, self._policy)
         if result.disabled:
             return DeadLetter(
                 REASON_FLOW_DISABLED,

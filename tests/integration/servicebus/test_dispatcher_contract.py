@@ -14,7 +14,7 @@ from floworch.runtime.servicebus.connection import open_client
 from floworch.runtime.servicebus.dispatcher import ServiceBusDispatcher
 from floworch.runtime.servicebus.messages import envelope_of
 from floworch.runtime.servicebus.names import subscription_name
-from floworch.runtime.servicebus.pump import COMPLETE, MessagePump, Source, Verdict
+from floworch.runtime.servicebus.pump import COMPLETE, Delivery, MessagePump, Source, Verdict
 from floworch.testing.dispatcher_contract import DispatcherContract, DispatcherHarness
 
 from .conftest import declare_entities
@@ -31,7 +31,7 @@ class TestServiceBusDispatcher(DispatcherContract):
         pumps: list[MessagePump] = []
 
         async def start(consumer: Callable[[StepEnvelope], Awaitable[object]]) -> None:
-            async def handle_message(message: ServiceBusReceivedMessage) -> Verdict:
+            async def handle_message(message: ServiceBusReceivedMessage, _: Delivery) -> Verdict:
                 await consumer(envelope_of(message))
                 return COMPLETE
 
