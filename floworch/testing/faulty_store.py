@@ -31,12 +31,14 @@ class StoreFaults:
     Attributes:
         down: every store call fails as if the database were unreachable.
         poisoned_runs: run ids whose step claims raise an unexpected ``RuntimeError``.
+        unavailable_runs: run ids whose step claims fail as if the store were down.
         refuse_claims: the next this many step claims fail as if the store were down.
         calls_refused: how many calls failed because the store was down.
     """
 
     down: bool = False
     poisoned_runs: set[str] = field(default_factory=set)
+    unavailable_runs: set[str] = field(default_factory=set)
     refuse_claims: int = 0
     calls_refused: int = 0
 
@@ -83,8 +85,11 @@ class _FaultyStore:
 
     async def claim_step(self, run_id: str, *args: Any, **kwargs: Any) -> Any:
         self._faults.check("claim_step")
-        if self._faults.refuse_claims > 0:
+        refuse = run_id in self._faults.unavailable_runs
+        if not refuse and self._faults.refuse_claims > 0:
             self._faults.refuse_claims -= 1
+            refuse = True
+        if refuse:
             self._faults.calls_refused += 1
             raise StorageUnavailableError("the test store refused a step claim")
         if run_id in self._faults.poisoned_runs:

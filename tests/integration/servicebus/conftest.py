@@ -1,12 +1,16 @@
-"""Fixtures of the Service Bus runtime tests: one emulator per module, a fresh topic per test."""
+"""Fixtures of the Service Bus runtime tests: one emulator per module, a fresh topic per test,
+and (for tests that need a real SQL store) a migrated PostgreSQL schema per module."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.schema import CreateSchema, DropSchema
 
 from floworch.emulator import ServiceBusEmulator
 from floworch.emulator.entities import (
@@ -18,7 +22,11 @@ from floworch.emulator.entities import (
 )
 from floworch.runtime.servicebus.config import ServiceBusSettings
 from floworch.runtime.servicebus.names import FLOW_RULE_NAME, subscription_name
+from floworch.storage.sql import migrate
+from floworch.storage.sql.store import SqlStore
+from floworch.storage.sql.urls import to_async_url
 from floworch.testing.servicebus import start_servicebus_emulator
+from tests.integration.storage.conftest import PG_SERVER_URL, require_postgres, schema_url
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +36,32 @@ def emulator() -> Iterator[ServiceBusEmulator]:
         yield emu
     finally:
         emu.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """The URL of a fresh, migrated schema for the module (dropped at the end)."""
+    require_postgres()
+    name = f"floworch_sb_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(PG_SERVER_URL)
+    with engine.begin() as conn:
+        conn.execute(CreateSchema(name))
+    url = schema_url(name)
+
+    async def up() -> None:
+        store = SqlStore.from_url(to_async_url(url))
+        try:
+            await migrate.upgrade(store.engine)
+        finally:
+            await store.close()
+
+    asyncio.run(up())
+    try:
+        yield url
+    finally:
+        with engine.begin() as conn:
+            conn.execute(DropSchema(name, cascade=True))
+        engine.dispose()
 
 
 def declare_entities(
