@@ -18,6 +18,10 @@ class Settings:
         runtime: ``FLOWORCH_RUNTIME``: ``memory`` or ``servicebus``.
         servicebus_connection: ``FLOWORCH_SERVICEBUS_CONNECTION``.
         servicebus_namespace: ``FLOWORCH_SERVICEBUS_NAMESPACE`` (managed identity).
+        servicebus_management_connection: ``FLOWORCH_SERVICEBUS_MANAGEMENT_CONNECTION``, the
+            management endpoint when it differs from the data plane's (the local emulator).
+        servicebus_ca_file: ``FLOWORCH_SERVICEBUS_CA_FILE``, a CA certificate to trust for the
+            management endpoint (the local emulator's).
         steps_topic: ``FLOWORCH_STEPS_TOPIC`` (default ``flow-steps``).
     """
 
@@ -26,6 +30,8 @@ class Settings:
     runtime: str = "memory"
     servicebus_connection: str | None = None
     servicebus_namespace: str | None = None
+    servicebus_management_connection: str | None = None
+    servicebus_ca_file: str | None = None
     steps_topic: str = "flow-steps"
 
     @classmethod
@@ -38,6 +44,10 @@ class Settings:
             runtime=env.get("FLOWORCH_RUNTIME", "memory") or "memory",
             servicebus_connection=env.get("FLOWORCH_SERVICEBUS_CONNECTION") or None,
             servicebus_namespace=env.get("FLOWORCH_SERVICEBUS_NAMESPACE") or None,
+            servicebus_management_connection=(
+                env.get("FLOWORCH_SERVICEBUS_MANAGEMENT_CONNECTION") or None
+            ),
+            servicebus_ca_file=env.get("FLOWORCH_SERVICEBUS_CA_FILE") or None,
             steps_topic=env.get("FLOWORCH_STEPS_TOPIC") or "flow-steps",
         )
 

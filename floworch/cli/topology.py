@@ -125,7 +125,8 @@ def _target_options(fn: _F) -> _F:
         ),
         click.option(
             "--connection",
-            help="Connection string with Manage rights (default: FLOWORCH_SERVICEBUS_CONNECTION).",
+            help="Connection string with Manage rights (default: "
+            "FLOWORCH_SERVICEBUS_MANAGEMENT_CONNECTION, else FLOWORCH_SERVICEBUS_CONNECTION).",
         ),
         click.option(
             "--namespace",
@@ -135,7 +136,8 @@ def _target_options(fn: _F) -> _F:
         click.option(
             "--ca-file",
             type=click.Path(exists=True, dir_okay=False),
-            help="CA certificate to trust for TLS (the local emulator prints its own).",
+            help="CA certificate to trust for TLS (default: FLOWORCH_SERVICEBUS_CA_FILE; the "
+            "local emulator prints its own).",
         ),
         click.option(
             "--arm",
@@ -171,12 +173,19 @@ def _host(namespace: str) -> str:
 @contextmanager
 def _backend(options: dict[str, Any]) -> Iterator[NamespaceBackend]:
     settings = Settings.from_env()
-    connection = options["connection"] or settings.servicebus_connection
+    connection = (
+        options["connection"]
+        or settings.servicebus_management_connection
+        or settings.servicebus_connection
+    )
     namespace = options["namespace"] or settings.servicebus_namespace
     # A few quick retries: enough for a blip, without minutes of back-off for a wrong address.
     transport: dict[str, Any] = {"retry_total": 3, "retry_backoff_factor": 0.4}
-    if options["ca_file"]:
-        transport["connection_verify"] = options["ca_file"]
+    ca_file = options["ca_file"] or settings.servicebus_ca_file
+    if ca_file:
+        if not Path(ca_file).is_file():
+            raise TopologyError(f"FLOWORCH_SERVICEBUS_CA_FILE: no such file: {ca_file}")
+        transport["connection_verify"] = ca_file
     with ExitStack() as stack:
         if options["arm"]:
             yield _arm_backend(options, namespace, transport, stack)

@@ -20,6 +20,7 @@ NOT_FOUND = "amqp:not-found"
 DECODE_ERROR = "amqp:decode-error"
 INTERNAL_ERROR = "amqp:internal-error"
 NOT_IMPLEMENTED = "amqp:not-implemented"
+UNAUTHORIZED = "amqp:unauthorized-access"
 MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
 SESSION_FILTER = symbol("com.microsoft:session-filter")
 
@@ -49,10 +50,12 @@ class LinkContext:
 
 @dataclass(eq=False)
 class ConnectionContext:
-    """Reply links and replies waiting for credit, per request node, on one connection."""
+    """Reply links and replies waiting for credit, per request node, on one connection, and
+    the entity paths its accepted ``put-token`` requests authorise (checked with strict auth)."""
 
     reply_links: dict[str, Any] = field(default_factory=dict)
     pending: dict[str, list[bytes]] = field(default_factory=dict)
+    authorized: set[str] = field(default_factory=set)
 
 
 def node_of(address: str | None) -> str:

@@ -15,7 +15,7 @@ import os
 import queue
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from proton import Condition, Delivery, Endpoint, Handler, Link, Message, Terminus, int32, symbol
@@ -29,6 +29,7 @@ from floworch.emulator.amqp_links import (
     MESSAGE_SIZE_EXCEEDED,
     NOT_FOUND,
     NOT_IMPLEMENTED,
+    UNAUTHORIZED,
     ConnectionContext,
     LinkContext,
     LinkRole,
@@ -47,6 +48,7 @@ from floworch.emulator.message_store import (
     StoredMessage,
 )
 from floworch.emulator.mgmt_ops import ManagementReply, handle_management_request
+from floworch.emulator.sas import check_sas_token, path_covers, split_resource
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +84,10 @@ class AmqpHandler(Handler):
         port: Port to listen on; 0 picks a free one (see :attr:`port` once ready).
         max_message_size: Largest accepted transfer in bytes.
         on_ready: Called on the reactor thread with the bound port, or with the startup error.
+        shared_access_keys: Key name -> key, checked on ``$cbs`` tokens with ``strict_auth``.
+        strict_auth: Check each ``put-token`` as Service Bus does (signature under a known key,
+            unexpired, ``sr`` covering the token's audience) and refuse links to entities no
+            accepted token of the connection covers. Without it any token is accepted.
     """
 
     def __init__(
@@ -92,12 +98,16 @@ class AmqpHandler(Handler):
         port: int,
         max_message_size: int,
         on_ready: Callable[[int | BaseException], None],
+        shared_access_keys: Mapping[str, str] | None = None,
+        strict_auth: bool = False,
     ) -> None:
         super().__init__()
         self.broker = broker
         self.host = host
         self.port = port
         self.max_message_size = max_message_size
+        self.keys = dict(shared_access_keys or {})
+        self.strict_auth = strict_auth
         self._on_ready = on_ready
         self._container: Any = None
         self._acceptor: Any = None
@@ -273,9 +283,29 @@ class AmqpHandler(Handler):
         link.condition = Condition(condition, description)
         link.close()
 
+    def _unauthorized(self, link: Any, node: str) -> bool:
+        """With strict auth, refuse (and say True) a link to ``node`` that no accepted token of
+        its connection covers."""
+        if not self.strict_auth or node.lower() == "$cbs":
+            return False
+        entity = node[: -len("$management")] if node.lower().endswith("$management") else node
+        authorized: set[str] = link.connection.fw.authorized
+        if any(path_covers(granted, entity) for granted in authorized):
+            return False
+        self._refuse_attach(
+            link,
+            UNAUTHORIZED,
+            f"no accepted shared access token of this connection covers {entity.strip('/')!r} "
+            "(strict auth: put a token for it on $cbs first)",
+        )
+        return True
+
     def _attach_incoming(self, link: Any) -> None:
         node = node_of(link.remote_target.address)
         lowered = node.lower()
+        if self._unauthorized(link, node):
+            link.flow(INCOMING_WINDOW)
+            return
         if lowered == "$cbs" or lowered.endswith("$management"):
             self._accept_attach(link, LinkContext(LinkRole.REQUEST, lowered))
         else:
@@ -292,6 +322,8 @@ class AmqpHandler(Handler):
     def _attach_outgoing(self, link: Any) -> None:
         node = node_of(link.remote_source.address)
         lowered = node.lower()
+        if self._unauthorized(link, node):
+            return
         if lowered == "$cbs" or lowered.endswith("$management"):
             self._accept_attach(link, LinkContext(LinkRole.REPLY, lowered))
             link.connection.fw.reply_links[lowered] = link
@@ -486,8 +518,10 @@ class AmqpHandler(Handler):
         dlv.update(Delivery.ACCEPTED)
         dlv.settle()
         if ctx.node == "$cbs":
-            # Any token is accepted: the emulator does not authenticate.
-            props = {"status-code": int32(202), "status-description": "Accepted"}
+            status, description = self._put_token(
+                link.connection.fw, request, link.connection.remote_hostname
+            )
+            props = {"status-code": int32(status), "status-description": description}
             reply = Message(correlation_id=request.id, properties=props)
         else:
             node = ctx.node[: -len("$management")].rstrip("/")
@@ -507,6 +541,29 @@ class AmqpHandler(Handler):
         reply_link = conn_ctx.reply_links.get(reply_node)
         if reply_link is not None:
             self._flush_replies(reply_link, reply_link.fw)
+
+    def _put_token(
+        self, conn: ConnectionContext, request: Message, hostname: str | None
+    ) -> tuple[int, str]:
+        """The status of a ``$cbs`` request; an accepted token authorises its audience."""
+        props: dict[Any, Any] = request.properties or {}
+        audience = str(props.get("name") or "")
+        if not self.strict_auth:
+            conn.authorized.add(split_resource(audience)[1])
+            return 202, "Accepted"  # without strict auth any token is accepted
+        if str(props.get("operation", "")) != "put-token":
+            return 400, f"unsupported $cbs operation {props.get('operation')!r}"
+        body = request.body
+        token = body.decode() if isinstance(body, bytes) else str(body or "")
+        reason = check_sas_token(token, self.keys, audience=audience)
+        audience_host = split_resource(audience)[0].rsplit(":", 1)[0]
+        if reason is None and hostname and audience_host != hostname.casefold():
+            reason = f"the audience {audience!r} is not this namespace ({hostname})"
+        if reason is not None:
+            _log.info("emulator: refused a token for %s: %s", audience, reason)
+            return 401, f"Unauthorized: {reason}"
+        conn.authorized.add(split_resource(audience)[1])
+        return 202, "Accepted"
 
     def _flush_replies(self, link: Any, ctx: LinkContext) -> None:
         pending = link.connection.fw.pending.get(ctx.node)

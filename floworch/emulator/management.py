@@ -11,16 +11,12 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import logging
 import socket
 import ssl
 import tempfile
 import threading
-import time
 import urllib.parse
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -32,6 +28,7 @@ from typing import Any
 from floworch.emulator.certs import write_self_signed_certificate
 from floworch.emulator.entities import ManagementBackend
 from floworch.emulator.management_routes import ManagementRoutes, RouteResult
+from floworch.emulator.sas import check_sas_token
 
 logger = logging.getLogger(__name__)
 
@@ -39,43 +36,22 @@ __all__ = ["ManagementServer", "check_sas_authorization"]
 
 
 def check_sas_authorization(
-    header: str | None, keys: Mapping[str, str] | None = None, *, now: float | None = None
+    header: str | None,
+    keys: Mapping[str, str] | None = None,
+    *,
+    now: float | None = None,
+    audience: str | None = None,
 ) -> str | None:
     """Why a ``SharedAccessSignature`` Authorization header is rejected, or ``None`` if accepted.
 
     The header must carry ``sr``, ``sig``, ``se`` (an unexpired Unix time) and ``skn``. With
-    ``keys`` (key name -> key), the HMAC-SHA256 signature over ``sr + "\\n" + se`` is checked too.
+    ``keys`` (key name -> key), the HMAC-SHA256 signature over ``sr + "\\n" + se`` is checked
+    too; with ``audience`` (the URL requested), ``sr`` must cover it (see
+    :func:`floworch.emulator.sas.check_sas_token`).
     """
     if not header:
         return "missing Authorization header"
-    scheme, _, token = header.partition(" ")
-    if scheme != "SharedAccessSignature" or not token:
-        return "the Authorization header must be a SharedAccessSignature token"
-    fields: dict[str, str] = {}
-    for part in token.split("&"):
-        name, sep, value = part.partition("=")
-        if not sep:
-            return f"malformed SharedAccessSignature field {part!r}"
-        fields[name] = value
-    missing = [name for name in ("sr", "sig", "se", "skn") if not fields.get(name)]
-    if missing:
-        return f"SharedAccessSignature lacks {', '.join(missing)}"
-    try:
-        expiry = int(fields["se"])
-    except ValueError:
-        return "SharedAccessSignature se must be a Unix time"
-    if expiry < (time.time() if now is None else now):
-        return "the SharedAccessSignature token has expired"
-    if keys is not None:
-        key = keys.get(urllib.parse.unquote_plus(fields["skn"]))
-        if key is None:
-            return f"unknown SharedAccessKeyName {fields['skn']!r}"
-        to_sign = f"{fields['sr']}\n{fields['se']}".encode()
-        expected = base64.b64encode(hmac.new(key.encode(), to_sign, hashlib.sha256).digest())
-        given = urllib.parse.unquote_plus(fields["sig"]).encode()
-        if not hmac.compare_digest(expected, given):
-            return "the SharedAccessSignature signature does not match the key"
-    return None
+    return check_sas_token(header, keys, audience=audience, now=now)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -99,11 +75,16 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             if body is None:
                 return
-            reason = check_sas_authorization(self.headers.get("Authorization"), self.server.keys)
+            host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
+            audience = None
+            if self.server.strict_auth:
+                audience = f"https://{host}{urllib.parse.urlsplit(self.path).path}"
+            reason = check_sas_authorization(
+                self.headers.get("Authorization"), self.server.keys, audience=audience
+            )
             if reason is not None:
                 result = self.server.routes.error(HTTPStatus.UNAUTHORIZED, reason)
             else:
-                host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
                 result = self.server.routes.handle(
                     method,
                     self.path,
@@ -152,11 +133,13 @@ class _TlsHttpServer(ThreadingHTTPServer):
         context: ssl.SSLContext,
         routes: ManagementRoutes,
         keys: Mapping[str, str] | None,
+        strict_auth: bool,
     ) -> None:
         super().__init__(address, _Handler)
         self.context = context
         self.routes = routes
         self.keys = keys
+        self.strict_auth = strict_auth
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
 
@@ -203,6 +186,8 @@ class ManagementServer:
         host: Interface to listen on.
         port: TCP port; ``0`` picks a free one (read it from :attr:`port` after :meth:`start`).
         shared_access_keys: Key name -> key; when given, token signatures are verified too.
+        strict_auth: Also check that each token's resource (``sr``) covers the requested URL
+            (this endpoint's host and port, the entity path or a parent of it).
     """
 
     def __init__(
@@ -212,11 +197,13 @@ class ManagementServer:
         port: int = 0,
         *,
         shared_access_keys: Mapping[str, str] | None = None,
+        strict_auth: bool = False,
     ) -> None:
         self._routes = ManagementRoutes(backend)
         self._host = host
         self._requested_port = port
         self._keys = dict(shared_access_keys) if shared_access_keys is not None else None
+        self._strict_auth = strict_auth
         self._server: _TlsHttpServer | None = None
         self._thread: threading.Thread | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
@@ -258,6 +245,7 @@ class ManagementServer:
                 context=context,
                 routes=self._routes,
                 keys=self._keys,
+                strict_auth=self._strict_auth,
             )
         except OSError:
             self._tempdir.cleanup()

@@ -148,8 +148,12 @@ class ServiceBusEmulator:
         management_port: HTTPS management port; 0 picks a free one.
         max_message_size: Largest accepted message (or batch) in bytes.
         shared_access_key_name: Key name in the connection strings.
-        shared_access_key: Key in the connection strings (management requests are checked
-            against it; AMQP tokens are accepted as they come).
+        shared_access_key: Key in the connection strings. Management requests are always
+            checked against it; AMQP tokens only with ``strict_auth``.
+        strict_auth: Check shared access signatures as Service Bus does: on AMQP every
+            ``put-token`` must be signed with the key and its ``sr`` must cover the audience,
+            and a link is refused unless an accepted token covers its entity; on the management
+            API the token's ``sr`` must also cover the requested URL.
     """
 
     def __init__(
@@ -162,6 +166,7 @@ class ServiceBusEmulator:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         shared_access_key_name: str = DEFAULT_KEY_NAME,
         shared_access_key: str = DEFAULT_KEY,
+        strict_auth: bool = False,
     ) -> None:
         if topology is None or isinstance(topology, Topology):
             self._topology = topology
@@ -173,6 +178,8 @@ class ServiceBusEmulator:
         self._max_message_size = max_message_size
         self._key_name = shared_access_key_name
         self._key = shared_access_key
+        self.strict_auth = strict_auth
+        """Whether shared access signatures are checked as Service Bus does (see above)."""
         self._broker = Broker()
         self._handler: AmqpHandler | None = None
         self._thread: threading.Thread | None = None
@@ -205,6 +212,8 @@ class ServiceBusEmulator:
             port=self._requested_port,
             max_message_size=self._max_message_size,
             on_ready=on_ready,
+            shared_access_keys={self._key_name: self._key},
+            strict_auth=self.strict_auth,
         )
         container = Container(self._handler)
         self._thread = threading.Thread(
@@ -218,6 +227,7 @@ class ServiceBusEmulator:
                 self._host,
                 self._requested_management_port,
                 shared_access_keys={self._key_name: self._key},
+                strict_auth=self.strict_auth,
             )
             self._management.start()
             if self._topology is not None:

@@ -25,6 +25,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
+from azure.servicebus.exceptions import MessagingEntityNotFoundError
 
 from floworch.engine.consumer import (
     COMPLETE,
@@ -153,6 +154,7 @@ class MessagePump:
         self._task: asyncio.Task[None] | None = None
         self._receiving = asyncio.Event()
         self._grace = 30.0
+        self._missing_reported = False
         self.stats = PumpStats()
 
     @property
@@ -202,15 +204,29 @@ class MessagePump:
             except AzureError as exc:
                 self.stats.receive_failures += 1
                 self._receiving.clear()
-                log.warning(
-                    "receiving from %s failed (%s); reconnecting in %.1f s",
-                    self.source,
-                    exc,
-                    backoff,
-                )
+                self._log_receive_failure(exc, backoff)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    def _log_receive_failure(self, exc: AzureError, backoff: float) -> None:
+        if not isinstance(exc, MessagingEntityNotFoundError):
+            log.warning(
+                "receiving from %s failed (%s); reconnecting in %.1f s", self.source, exc, backoff
+            )
+        elif not self._missing_reported:
+            # Said once per entity: a missing entity stays missing until someone creates it.
+            self._missing_reported = True
+            kind = "queue" if self.source.queue is not None else "subscription"
+            log.error(
+                "the %s %s does not exist in the namespace: create it with `floworch topology "
+                "apply` (or start the worker with --auto-create-topology); receiving from it is "
+                "retried meanwhile",
+                kind,
+                self.source,
+            )
+        else:
+            log.debug("%s still does not exist; retrying in %.1f s", self.source, backoff)
 
     async def _receive_until_stopped(self) -> None:
         receiver = self.source.receiver(self._client, self._prefetch)
@@ -221,6 +237,7 @@ class MessagePump:
         try:
             async with receiver:
                 self._receiving.set()
+                self._missing_reported = False
                 while not self._stopping.is_set():
                     # One message per call: asked for more than arrive, the SDK keeps collecting
                     # for 0.2 s after the first, which every step would pay (measured: 2 ms vs

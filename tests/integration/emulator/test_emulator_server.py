@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
@@ -89,34 +84,3 @@ def test_fixture_yields_a_running_emulator(
     assert servicebus_emulator.port != 5672
     assert servicebus_emulator.connection_string.endswith(";UseDevelopmentEmulator=true")
     assert servicebus_emulator.ca_file.exists()
-
-
-def test_cli_prints_addresses_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
-    topology = tmp_path / "servicebus.json"
-    topology.write_text(json.dumps(TOPOLOGY))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "floworch.emulator", "--topology", str(topology), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline().strip() for _ in range(3)]
-        assert lines[0].startswith("Endpoint=sb://127.0.0.1:")
-        assert lines[1].startswith("Endpoint=sb://127.0.0.1:") and lines[1] != lines[0]
-        assert Path(lines[2]).exists()
-        with (
-            ServiceBusClient.from_connection_string(lines[0]) as client,
-            client.get_queue_sender("orders") as sender,
-        ):
-            sender.send_messages(ServiceBusMessage("via-cli"))
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
