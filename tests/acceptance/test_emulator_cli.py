@@ -116,9 +116,11 @@ def test_json_prints_one_object_and_a_port_in_use_is_one_clear_line(
     assert described["strictAuth"] is True
     assert f":{described['port']};" in described["connectionString"]
     assert Path(described["caFile"]).is_file()
-    with ServiceBusClient.from_connection_string(described["connectionString"]) as client:
-        with client.get_queue_sender("flow-cron") as sender:  # declared by the topology file
-            sender.send_messages(ServiceBusMessage("via-cli"))
+    with (
+        ServiceBusClient.from_connection_string(described["connectionString"]) as client,
+        client.get_queue_sender("flow-cron") as sender,  # declared by the topology file
+    ):
+        sender.send_messages(ServiceBusMessage("via-cli"))
 
     second, _ = started("--port", str(described["port"]))
     assert second.wait(60) != 0
