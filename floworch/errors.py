@@ -80,6 +80,21 @@ class TriggerNotFoundError(FlowError):
         super().__init__(f"flow {flow_id!r} has no trigger {trigger_key!r} (its triggers: {names})")
 
 
+class InvalidInputError(FlowError):
+    """A value given to the engine at run time breaks a limit of :mod:`floworch.limits` (an
+    idempotency key or signal name too long, or holding control characters); nothing was stored.
+
+    Attributes:
+        field: what the value is, e.g. ``"idempotency key"``.
+        reason: what is wrong with it (also the message).
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
 class InvalidOperationError(FlowError):
     """The operation does not apply to the object in its current state."""
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from floworch import limits
 from floworch.engine.completion import complete_step
 from floworch.engine.core import EngineCore
 from floworch.engine.envelope import StepEnvelope
@@ -23,6 +24,7 @@ from floworch.engine.transition import Transition
 from floworch.engine.views import RunState, build_run_state
 from floworch.errors import (
     FlowValidationError,
+    InvalidInputError,
     InvalidOperationError,
     RunNotFoundError,
     StepNotFoundError,
@@ -166,7 +168,10 @@ class Engine:
 
         Raises:
             FlowNotFoundError, TriggerNotFoundError.
+            InvalidInputError: the idempotency key breaks :mod:`floworch.limits`.
         """
+        if idempotency_key is not None:
+            _check_input("idempotency key", limits.idempotency_key_problem(idempotency_key))
         flow = self.flows.get(flow_id)
         key = _trigger_key(flow, trigger_key)
         stored = await self.store.get_flow(flow_id)
@@ -247,7 +252,11 @@ class Engine:
             ``Delivered`` (the waiting step resumed at once), ``Buffered`` (no step waits yet; the
             first to wait gets it), ``AlreadyDelivered``, or ``NotFound`` for an unknown or
             finished run.
+
+        Raises:
+            InvalidInputError: the signal name breaks :mod:`floworch.limits`.
         """
+        _check_input("signal name", limits.signal_name_problem(signal_name))
         run = await self.store.get_run(run_id)
         if run is None or run.status != RunStatus.RUNNING:
             return SignalOutcome.NOT_FOUND
@@ -575,3 +584,8 @@ def verify_handlers(flows: FlowRegistry, handlers: HandlerRegistry) -> None:
         walk(flow.id, flow.root.steps, "steps.")
     if issues:
         raise FlowValidationError(issues)
+
+
+def _check_input(field: str, problem: str | None) -> None:
+    if problem is not None:
+        raise InvalidInputError(field, problem)

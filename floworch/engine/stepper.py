@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from floworch import limits
 from floworch.engine.context import Cancellation, StepContext
 from floworch.engine.core import EngineCore
 from floworch.engine.envelope import StepEnvelope
@@ -177,6 +178,12 @@ class Stepper:
             )
         if not items:
             return StepOutcome(StepStatus.SUCCEEDED, output=[])
+        if len(items) > limits.MAX_FOR_EACH_ITEMS:
+            # More would make instance keys (each.<index>.child) longer than validation allowed.
+            return failed(
+                f"forEach resolved to {len(items)} items; the limit is {limits.MAX_FOR_EACH_ITEMS}",
+                error_type=ErrorType.FOR_EACH_ITEMS,
+            )
         first = min(node.concurrency_limit, len(items))
         state = {
             "items": items,
@@ -210,6 +217,9 @@ class Stepper:
         if not isinstance(inputs, dict) or not isinstance(inputs.get("signalName"), str):
             return failed("WaitForSignal needs inputs.signalName (a string)")
         name = inputs["signalName"]
+        problem = limits.signal_name_problem(name)
+        if problem is not None:
+            return failed(problem)
         timeout = inputs.get("timeoutSeconds")
         wake = now + timedelta(seconds=float(timeout)) if timeout else None
         new_state: dict[str, Any] = {"signal": name}
