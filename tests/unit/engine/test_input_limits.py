@@ -52,6 +52,7 @@ async def test_a_signal_name_that_breaks_the_limits_is_refused() -> None:
     manifest = flow({"w": {"type": "WaitForSignal", "inputs": {"signalName": "go"}}})
     async with FlowTestHost([manifest], _registry()) as host:
         run_id = await host.trigger("f")
+        await host.wait_step(run_id, "w", status="Waiting")
         with pytest.raises(InvalidInputError) as caught:
             await host.signal(run_id, "s" * (limits.SIGNAL_NAME_MAX_LENGTH + 1))
         assert str(caught.value) == "signal name is 101 characters long; the limit is 100"
