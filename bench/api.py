@@ -88,7 +88,7 @@ async def _engine(url: str) -> Engine:
     registry = HandlerRegistry()
 
     @registry.handler("Noop")
-    async def noop() -> None:
+    async def noop(inputs: Any) -> None:
         return None
 
     store = await open_store(url)
@@ -150,7 +150,7 @@ async def _fill(store: SqlStore, count: int) -> None:
                 "flow_version": "1",
                 "trigger_key": "manual",
                 "status": statuses[i % len(statuses)],
-                "trigger_body": {"payload": "x" * 2000, "i": i},
+                "trigger_body": {"payload": "x" * 500, "i": i},
                 "trigger_headers": {},
                 "created_at": start + timedelta(seconds=i),
                 "remaining": 0,
