@@ -1,41 +1,68 @@
-"""Loading what the CLI is pointed at: manifests, Python flow files and handler modules."""
+"""Loading what the CLI is pointed at: manifests, Python flow files, folders and handler modules.
+
+One loader for every command (``validate``, ``run``, ``resume``, ``worker``, ``topology export
+--flows``), so they agree on what a path means:
+
+* a manifest file (``.json``, ``.yaml``, ``.yml``): that flow; a ``handlers.py`` beside it is
+  imported unless ``--handlers`` is given;
+* a Python file: the flows it defines (its decorated handlers register as it runs);
+* a directory: every manifest and Python flow file in it (not recursive; names starting with
+  ``_`` or ``.`` are skipped), with ``handlers.py`` and ``*_handlers.py`` imported as handler
+  modules rather than read as flows (the README's ``flow.yaml`` + ``handlers.py`` layout).
+
+Finding no flow at all is an error, never a silent success.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from floworch.engine.flows import FlowRegistry
-from floworch.engine.handlers import HandlerRegistry, default_registry
 from floworch.errors import FlowValidationError, ValidationIssue
-from floworch.model import FlowManifest, load_flows_from_path
+
+if TYPE_CHECKING:
+    from floworch.engine.flows import FlowRegistry
+    from floworch.engine.handlers import HandlerRegistry
+    from floworch.model import FlowManifest
+
+FLOW_SUFFIXES = (".json", ".yaml", ".yml", ".py")
+HANDLERS_FILE = "handlers.py"
+
+
+def is_handlers_module(file: Path) -> bool:
+    """Whether a ``.py`` file in a flow folder holds handlers rather than flows."""
+    return file.suffix == ".py" and (file.name == HANDLERS_FILE or file.stem.endswith("_handlers"))
+
+
+def handlers_module_name(file: Path) -> str:
+    """The stable module name a handlers file is imported under (the same path, the same name)."""
+    import hashlib
+
+    digest = hashlib.sha1(str(file.resolve()).encode("utf-8")).hexdigest()[:12]
+    stem = "".join(ch if ch.isalnum() else "_" for ch in file.stem)
+    return f"floworch_handlers.{stem}_{digest}"
 
 
 def import_handlers(target: str) -> None:
-    """Imports a handlers file or module so its ``@floworch.handler`` functions register."""
+    """Imports a handlers file or module so its ``@floworch.handler`` functions register.
+
+    A file already imported (by path) is not executed again.
+
+    Raises:
+        FlowValidationError: no such file or module, or importing it failed.
+    """
     path = Path(target)
     if path.suffix == ".py" or path.exists():
         if not path.is_file():
             raise FlowValidationError([ValidationIssue("--handlers", f"no such file: {target}")])
-        name = f"floworch_handlers_{abs(hash(str(path.resolve())))}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise FlowValidationError([ValidationIssue("--handlers", f"cannot import {target}")])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        sys.path.insert(0, str(path.resolve().parent))
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise FlowValidationError(
-                [ValidationIssue("--handlers", f"importing {target} failed: {exc!r}")]
-            ) from exc
-        finally:
-            sys.path.remove(str(path.resolve().parent))
+        _import_file(path, target)
         return
     try:
         importlib.import_module(target)
@@ -43,24 +70,155 @@ def import_handlers(target: str) -> None:
         raise FlowValidationError(
             [ValidationIssue("--handlers", f"cannot import module {target!r}: {exc}")]
         ) from exc
+    except Exception as exc:
+        raise FlowValidationError(
+            [ValidationIssue("--handlers", f"importing {target} failed: {_describe(exc)}")]
+        ) from exc
+
+
+def _import_file(path: Path, shown: str) -> None:
+    name = handlers_module_name(path)
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise FlowValidationError([ValidationIssue("--handlers", f"cannot import {shown}")])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    directory = str(path.resolve().parent)
+    added = directory not in sys.path
+    if added:
+        sys.path.insert(0, directory)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise FlowValidationError(
+            [ValidationIssue("--handlers", f"importing {shown} failed: {_describe(exc)}")]
+        ) from exc
+    finally:
+        if added and directory in sys.path:
+            sys.path.remove(directory)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def flow_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """The flow files and the handler files that ``path`` stands for.
+
+    Raises:
+        FlowValidationError: the path does not exist, or holds no flow file.
+    """
+    if path.is_dir():
+        children = sorted(
+            child
+            for child in path.iterdir()
+            if child.is_file()
+            and child.suffix in FLOW_SUFFIXES
+            and not child.name.startswith(("_", "."))
+        )
+        flows = [child for child in children if not is_handlers_module(child)]
+        handlers = [child for child in children if is_handlers_module(child)]
+        if not flows:
+            raise FlowValidationError(
+                [
+                    ValidationIssue(
+                        "",
+                        "no flow found: the directory holds no .json, .yaml, .yml or .py flow "
+                        "file (handlers.py and *_handlers.py hold handlers, not flows)",
+                    )
+                ],
+                source=str(path),
+            )
+        return flows, handlers
+    if path.is_file():
+        sibling = path.parent / HANDLERS_FILE
+        beside = [sibling] if path.suffix != ".py" and sibling.is_file() else []
+        return [path], beside
+    raise FlowValidationError([ValidationIssue("", "no such file or directory")], source=str(path))
+
+
+@dataclass(frozen=True)
+class Project:
+    """What a set of paths holds.
+
+    Attributes:
+        manifests: the flows, in path and file name order.
+        handler_sources: the handler files and modules imported for them.
+        has_handlers: whether any handler code was loaded (a handlers module, or a Python flow
+            file, which defines its handlers beside its flows); only then can step types be
+            checked against the registered handlers.
+    """
+
+    manifests: tuple[FlowManifest, ...]
+    handler_sources: tuple[str, ...]
+    has_handlers: bool
+
+
+def load_flows(paths: Sequence[str], handlers: Sequence[str] = ()) -> Project:
+    """Loads the flows at ``paths`` (files or folders), importing the handlers they need first.
+
+    ``handlers`` (``--handlers`` values) are imported first; when none is given, the
+    ``handlers.py`` beside a manifest or inside a folder is imported instead.
+
+    Raises:
+        FlowValidationError: a path holds no flow, a manifest is invalid, a handler module
+            failed to import, or two flows share an id.
+    """
+    from floworch.model import load_flows_from_path
+
+    for target in handlers:
+        import_handlers(target)
+    sources = list(handlers)
+    python_flows = False
+    manifests: list[FlowManifest] = []
+    seen: dict[str, str] = {}
+    for path in paths:
+        files, handler_files = flow_files(Path(path))
+        if not handlers:
+            for file in handler_files:
+                import_handlers(str(file))
+                sources.append(str(file))
+        for file in files:
+            python_flows = python_flows or file.suffix == ".py"
+            for manifest in load_flows_from_path(file):
+                if manifest.id in seen:
+                    raise FlowValidationError(
+                        [
+                            ValidationIssue(
+                                "id",
+                                f"flow id {manifest.id!r} is also defined in {seen[manifest.id]}",
+                            )
+                        ],
+                        source=str(file),
+                    )
+                seen[manifest.id] = str(file)
+                manifests.append(manifest)
+    return Project(tuple(manifests), tuple(sources), bool(sources) or python_flows)
 
 
 def load_project(
-    path: str, handlers: tuple[str, ...] = ()
+    path: str | Sequence[str], handlers: Sequence[str] = ()
 ) -> tuple[list[FlowManifest], HandlerRegistry]:
-    """Loads the flows at ``path`` and the handlers they need.
+    """The flows at ``path`` (one path or several) and the handler registry they run with."""
+    from floworch.engine.handlers import default_registry
 
-    A manifest next to a ``handlers.py`` picks it up when no ``--handlers`` is given, so
-    ``floworch run examples/hello/flow.yaml`` just works.
+    paths = [path] if isinstance(path, str) else list(path)
+    return list(load_flows(paths, handlers).manifests), default_registry
+
+
+def check_handlers(manifests: Sequence[FlowManifest], registry: HandlerRegistry) -> None:
+    """Refuses flows with a step type that has no handler (what ``run`` and ``worker`` need).
+
+    Raises:
+        FlowValidationError: every step whose type has no handler, with its path.
     """
-    for target in handlers:
-        import_handlers(target)
-    manifests = load_flows_from_path(path)
-    if not handlers:
-        sibling = Path(path).parent / "handlers.py" if Path(path).is_file() else None
-        if sibling is not None and sibling.is_file() and Path(path).suffix != ".py":
-            import_handlers(str(sibling))
-    return manifests, default_registry
+    from floworch.engine.engine import verify_handlers
+    from floworch.engine.flows import FlowRegistry
+
+    verify_handlers(FlowRegistry(manifests), registry)
 
 
 def pick_flow(manifests: list[FlowManifest], flow_id: str | None) -> FlowManifest:
@@ -79,4 +237,6 @@ def pick_flow(manifests: list[FlowManifest], flow_id: str | None) -> FlowManifes
 
 def registry_of(manifests: list[FlowManifest]) -> FlowRegistry:
     """A flow registry of the manifests."""
+    from floworch.engine.flows import FlowRegistry
+
     return FlowRegistry(manifests)

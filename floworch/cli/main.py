@@ -1,132 +1,138 @@
-"""The ``floworch`` command."""
+"""The ``floworch`` command: a table of lazily imported commands, and one way every command ends.
+
+Only click and this package's small CLI modules are imported at start-up; a command's own
+module (and SQLAlchemy, the engine, the Service Bus SDK or the emulator behind it) is imported
+when that command runs, so ``floworch --help`` starts at once. To add a command, add a
+:class:`LazyCommand` row to :data:`COMMANDS`.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import sys
+import traceback
+from collections.abc import Sequence
 
 import click
 
-from floworch.cli.control import (
-    cancel_command,
-    rerun_command,
-    retry_command,
-    runs_group,
-    signal_command,
+from floworch.cli.failures import ExitCode, describe_failure, exit_code_for
+from floworch.cli.lazy import LazyCommand, LazyGroup
+from floworch.cli.settings import Settings
+
+COMMANDS: tuple[LazyCommand, ...] = (
+    LazyCommand(
+        "validate", "floworch.cli.project", "validate_command", "Check flows; list every error."
+    ),
+    LazyCommand("run", "floworch.cli.run", "run_command", "Run a flow here until it finishes."),
+    LazyCommand(
+        "resume", "floworch.cli.resume", "resume_command", "Continue unfinished runs after a crash."
+    ),
+    LazyCommand("runs", "floworch.cli.inspect", "runs_group", "List and show stored runs."),
+    LazyCommand(
+        "signal", "floworch.cli.control", "signal_command", "Deliver a signal to a waiting run."
+    ),
+    LazyCommand("cancel", "floworch.cli.control", "cancel_command", "Cancel a running run."),
+    LazyCommand("retry", "floworch.cli.control", "retry_command", "Retry a failed step of a run."),
+    LazyCommand(
+        "rerun", "floworch.cli.control", "rerun_command", "Start a run again from its data."
+    ),
+    LazyCommand("trigger", "floworch.cli.worker", "trigger_command", "Start a run of a flow."),
+    LazyCommand(
+        "worker",
+        "floworch.cli.worker",
+        "worker_command",
+        "Run flows on Azure Service Bus until SIGTERM or SIGINT.",
+        extra="servicebus",
+    ),
+    LazyCommand(
+        "topology",
+        "floworch.cli.topology",
+        "topology_group",
+        "The Service Bus entities the flows need: export, plan, apply.",
+        extra="servicebus",
+    ),
+    LazyCommand(
+        "emulator",
+        "floworch.emulator.cli",
+        "emulator_command",
+        "Run a local Azure Service Bus emulator until SIGINT or SIGTERM.",
+        extra="emulator",
+    ),
+    LazyCommand(
+        "db",
+        "floworch.cli.db",
+        "db_group",
+        "Manage the SQL database: schema migrations and retention.",
+    ),
+    LazyCommand(
+        "serve",
+        "floworch.cli.serve",
+        "serve_command",
+        "Serve the HTTP API and run flows on the embedded runtime until Ctrl-C.",
+    ),
+    LazyCommand(
+        "flows", "floworch.cli.flows", "flows_group", "List, enable and disable stored flows."
+    ),
+    LazyCommand(
+        "schedules",
+        "floworch.cli.schedules",
+        "schedules_group",
+        "Inspect and steer cron triggers (shared by every worker on the database).",
+    ),
+    LazyCommand("graph", "floworch.cli.project", "graph_command", "Print a flow as Mermaid."),
+    LazyCommand(
+        "schema", "floworch.cli.project", "schema_command", "Print the manifest JSON Schema."
+    ),
 )
-from floworch.cli.flows import flows_group
-from floworch.cli.loading import load_project
-from floworch.cli.runs import resume_command, run_command
-from floworch.cli.schedules import schedules_group
-from floworch.cli.serve import serve_command
-from floworch.cli.topology import topology_group
-from floworch.cli.worker import trigger_command, worker_command
-from floworch.errors import FlowError, FlowValidationError
-from floworch.model import manifest_json_schema, to_mermaid, validate_manifest
-from floworch.model.manifest import BUILTIN_STEP_TYPES
 
 
-@click.group()
+@click.group(cls=LazyGroup, table=COMMANDS)
 @click.version_option(package_name="floworch")
 def cli() -> None:
     """floworch: durable DAG workflows on Azure Service Bus and SQL.
 
     Environment: FLOWORCH_DB_URL (database), FLOWORCH_FLOWS (flows module or path),
-    FLOWORCH_RUNTIME (memory | servicebus).
+    FLOWORCH_RUNTIME (memory | servicebus). Exit codes: 0 done, 1 the run or operation
+    failed, 2 invalid input, 3 database or Service Bus unavailable, 130 interrupted.
     """
 
 
-@cli.command("validate")
-@click.argument("path", type=click.Path(exists=True))
-@click.option(
-    "--handlers",
-    "handlers",
-    multiple=True,
-    help="Handlers file or module; step types must then have a handler.",
-)
-def validate_command(path: str, handlers: tuple[str, ...]) -> None:
-    """Check the flows at PATH; exit 0 when valid, 2 listing every error."""
-    manifests, registry = load_project(path, handlers)
-    if handlers:
-        known = set(registry.types()) | BUILTIN_STEP_TYPES
-        for manifest in manifests:
-            validate_manifest(manifest.to_dict(), step_types=known, source=path)
-    for manifest in manifests:
-        click.echo(
-            f"{manifest.id} (version {manifest.version}): valid, {len(manifest.steps)} steps"
-        )
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Runs one ``floworch`` invocation and returns its exit code; never raises.
 
-
-@cli.command("graph")
-@click.argument("path", type=click.Path(exists=True))
-@click.option("--flow", "flow_id", help="Flow id, when PATH holds several flows.")
-def graph_command(path: str, flow_id: str | None) -> None:
-    """Print a flow as a Mermaid flowchart."""
-    from floworch.cli.loading import pick_flow
-
-    manifests, _ = load_project(path)
-    click.echo(to_mermaid(pick_flow(manifests, flow_id)))
-
-
-@cli.command("schema")
-def schema_command() -> None:
-    """Print the JSON Schema of flow manifests (for editors)."""
-    click.echo(json.dumps(manifest_json_schema(), indent=2))
-
-
-for command in (
-    run_command,
-    resume_command,
-    runs_group,
-    signal_command,
-    cancel_command,
-    retry_command,
-    rerun_command,
-    topology_group,
-    worker_command,
-    trigger_command,
-    serve_command,
-    flows_group,
-    schedules_group,
-):
-    cli.add_command(command)
-
-
-def _optional_commands() -> None:
-    """Commands whose modules need optional extras are added when importable."""
+    Every failure ends in one line on stderr (a manifest with several problems lists each on
+    its own line) and the exit code of :class:`~floworch.cli.failures.ExitCode`. With
+    ``FLOWORCH_DEBUG=1`` the traceback of an unexpected error is printed too.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        from floworch.cli.db import db_group
-    except ImportError:
-        pass
-    else:
-        cli.add_command(db_group)
-    try:
-        from floworch.emulator.cli import emulator_command  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        pass
-    else:
-        cli.add_command(emulator_command)
+        result = cli.main(args, prog_name="floworch", standalone_mode=False)
+    except SystemExit as exc:
+        return _system_exit_code(exc)
+    except BrokenPipeError:
+        return ExitCode.OK  # `floworch runs list | head`: the reader left; nothing is wrong
+    except (Exception, KeyboardInterrupt) as exc:
+        if Settings.from_env().debug and not isinstance(exc, click.ClickException):
+            traceback.print_exc()
+        _echo_err(describe_failure(exc))
+        return exit_code_for(exc)
+    return result if isinstance(result, int) else ExitCode.OK
 
 
-_optional_commands()
+def _system_exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return ExitCode.OK
+    if isinstance(exc.code, int):
+        return exc.code
+    _echo_err(str(exc.code))
+    return ExitCode.FAILED
+
+
+def _echo_err(text: str) -> None:
+    with contextlib.suppress(OSError):
+        click.echo(text, err=True)
 
 
 def main() -> None:
-    """Entry point: runs the CLI and turns floworch errors into clear messages and exit codes."""
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except FlowValidationError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    except FlowError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    """Entry point of the ``floworch`` script."""
+    sys.exit(run_cli())

@@ -23,6 +23,7 @@ class Settings:
         servicebus_ca_file: ``FLOWORCH_SERVICEBUS_CA_FILE``, a CA certificate to trust for the
             management endpoint (the local emulator's).
         steps_topic: ``FLOWORCH_STEPS_TOPIC`` (default ``flow-steps``).
+        debug: ``FLOWORCH_DEBUG`` set to 1/true/yes: print tracebacks of unexpected errors.
     """
 
     db_url: str | None = None
@@ -33,6 +34,7 @@ class Settings:
     servicebus_management_connection: str | None = None
     servicebus_ca_file: str | None = None
     steps_topic: str = "flow-steps"
+    debug: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +51,7 @@ class Settings:
             ),
             servicebus_ca_file=env.get("FLOWORCH_SERVICEBUS_CA_FILE") or None,
             steps_topic=env.get("FLOWORCH_STEPS_TOPIC") or "flow-steps",
+            debug=env.get("FLOWORCH_DEBUG", "").strip().lower() in ("1", "true", "yes"),
         )
 
     def database_url(self, override: str | None = None, cwd: Path | None = None) -> str:

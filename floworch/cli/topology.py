@@ -84,20 +84,22 @@ def _source_options(fn: _F) -> _F:
         "--flows",
         "flows_path",
         metavar="PATH",
-        help="Manifest file or directory of the flows (default: FLOWORCH_FLOWS).",
+        multiple=True,
+        help="Manifest file or directory of the flows (repeatable; default: FLOWORCH_FLOWS).",
     )(fn)
     return fn
 
 
-def _desired(flows_path: str | None, topic: str | None) -> Topology:
+def _desired(flows_path: tuple[str, ...], topic: str | None) -> Topology:
     env = Settings.from_env()
-    path = flows_path or env.flows
-    if not path:
+    paths = list(flows_path) or ([env.flows] if env.flows else [])
+    if not paths:
         raise click.UsageError("say which flows: --flows PATH or FLOWORCH_FLOWS")
-    if not Path(path).exists():
-        raise TopologyError(f"--flows: no such file or directory: {path}")
+    for path in paths:
+        if not Path(path).exists():
+            raise TopologyError(f"--flows: no such file or directory: {path}")
     try:
-        manifests, _ = load_project(path)
+        manifests, _ = load_project(paths)
         registry = registry_of(manifests)
     except FlowValidationError as exc:
         # Exit 1, not 2: for `plan`, 2 means "changes pending".
@@ -105,7 +107,7 @@ def _desired(flows_path: str | None, topic: str | None) -> Topology:
     return desired_topology(registry, TopologySettings(steps_topic=topic or env.steps_topic))
 
 
-def _wanted(flows_path: str | None, topic: str | None, topology_file: str | None) -> Topology:
+def _wanted(flows_path: tuple[str, ...], topic: str | None, topology_file: str | None) -> Topology:
     if topology_file is None:
         return _desired(flows_path, topic)
     if flows_path or topic:
@@ -273,7 +275,7 @@ def topology_group() -> None:
     "--check", is_flag=True, help="Write nothing; exit 1 when --out (or its schema) is stale."
 )
 def export_command(
-    flows_path: str | None, topic: str | None, out: str, schema_ref: str | None, check: bool
+    flows_path: tuple[str, ...], topic: str | None, out: str, schema_ref: str | None, check: bool
 ) -> None:
     """Write the flows' topology as topology/servicebus.json (the emulator and Bicep read it).
 
@@ -318,7 +320,9 @@ def export_command(
 @_source_options
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_command(flows_path: str | None, topic: str | None, as_json: bool, **options: Any) -> None:
+def plan_command(
+    flows_path: tuple[str, ...], topic: str | None, as_json: bool, **options: Any
+) -> None:
     """Compare the namespace with the topology and print what apply would change.
 
     Exit code: 0 when nothing would change, 2 when changes are pending (conflicts included),
@@ -336,7 +340,9 @@ def plan_command(flows_path: str | None, topic: str | None, as_json: bool, **opt
 @_source_options
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the applied plan as JSON.")
-def apply_command(flows_path: str | None, topic: str | None, as_json: bool, **options: Any) -> None:
+def apply_command(
+    flows_path: tuple[str, ...], topic: str | None, as_json: bool, **options: Any
+) -> None:
     """Create or update the entities so the namespace matches the topology.
 
     Idempotent: a second apply changes nothing. Nothing is changed when a setting Service Bus

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from floworch.cli.failures import mask_secrets
+from floworch.cli.inputs import parse_body
 from floworch.cli.loading import load_project, registry_of
-from floworch.cli.runs import parse_body
 from floworch.cli.settings import Settings
 from floworch.errors import FlowValidationError, ValidationIssue
 
@@ -39,11 +40,33 @@ def _connection_options(
             "to a connection string, or FLOWORCH_SERVICEBUS_NAMESPACE (or --namespace) to "
             "<name>.servicebus.windows.net for managed identity"
         )
+    if conn:
+        check_connection_string(
+            conn, "--connection" if connection else "FLOWORCH_SERVICEBUS_CONNECTION"
+        )
     return ServiceBusConnection(connection_string=conn, namespace=ns)
 
 
+def check_connection_string(value: str, hint: str) -> None:
+    """Refuses a malformed Service Bus connection string before anything connects.
+
+    Raises:
+        click.BadParameter: with what a connection string looks like (never its key).
+    """
+    from azure.servicebus import parse_connection_string
+
+    try:
+        parse_connection_string(value)
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(
+            f"not a Service Bus connection string ({mask_secrets(str(exc)).rstrip('.')}); "
+            "expected Endpoint=sb://<namespace>/;SharedAccessKeyName=<name>;SharedAccessKey=<key>",
+            param_hint=hint,
+        ) from None
+
+
 @click.command("worker")
-@click.argument("path", required=False, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @click.option("--handlers", multiple=True, help="Handlers file or module (repeatable).")
 @click.option("--db", help="Database URL (default: FLOWORCH_DB_URL, else .floworch/floworch.db).")
 @click.option(
@@ -203,7 +226,7 @@ def _connection_options(
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
 )
 def worker_command(
-    path: str | None,
+    paths: tuple[str, ...],
     handlers: tuple[str, ...],
     db: str | None,
     connection: str | None,
@@ -230,9 +253,9 @@ def worker_command(
 ) -> None:
     """Run flows on Azure Service Bus until SIGTERM or SIGINT.
 
-    PATH is a manifest file or a directory of them (default: FLOWORCH_FLOWS); a handlers.py
-    beside a manifest is imported unless --handlers is given. The database is FLOWORCH_DB_URL
-    (or --db); every worker sharing a namespace must share the database.
+    PATHS are manifests, Python flow files or folders of them (default: FLOWORCH_FLOWS); a
+    handlers.py beside a manifest or in a folder is imported unless --handlers is given. The
+    database is FLOWORCH_DB_URL (or --db); every worker sharing a namespace must share it.
 
     The worker receives each enabled flow's subscription (flow-<flowId>) on the steps topic, the
     cron queue and the trigger queue; flows enabled, disabled or added to PATH while it runs take
@@ -249,9 +272,11 @@ def worker_command(
     )
     for noisy in ("azure", "uamqp"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, log_level)))
+    from floworch.cli.session import database_url
+
     settings = Settings.from_env()
-    target = path or settings.flows
-    if not target:
+    targets = list(paths) or ([settings.flows] if settings.flows else [])
+    if not targets:
         raise click.UsageError("say which flows to run: PATH or FLOWORCH_FLOWS")
     conn = _connection_options(settings, connection, namespace)
     from floworch.api.auth import AuthConfig
@@ -263,6 +288,7 @@ def worker_command(
         api_auth = auth_for(
             ApiEnvironment.from_env(os.environ), health_host, insecure_no_auth=insecure_no_auth
         )
+    url = database_url(db)
     worker_settings = WorkerSettings(
         servicebus=ServiceBusSettings(
             steps_topic=topic,
@@ -284,9 +310,9 @@ def worker_command(
     )
     code = asyncio.run(
         _run_worker(
-            target,
+            targets,
             handlers,
-            settings.database_url(db),
+            url,
             conn,
             worker_settings,
             auto_create_topology,
@@ -298,7 +324,7 @@ def worker_command(
 
 
 async def _run_worker(
-    target: str,
+    targets: list[str],
     handlers: tuple[str, ...],
     url: str,
     connection: ServiceBusConnection,
@@ -307,12 +333,12 @@ async def _run_worker(
     ca_file: str | None,
     management_connection: str | None = None,
 ) -> int:
+    from floworch.cli.loading import load_flows
     from floworch.hosting.worker import WorkerHost
-    from floworch.model import load_flows_from_path
     from floworch.storage.factory import open_store
 
-    manifests, registry = load_project(target, handlers)
-    is_dir = await asyncio.to_thread(Path(target).is_dir)
+    manifests, registry = load_project(targets, handlers)
+    has_dir = any([await asyncio.to_thread(Path(t).is_dir) for t in targets])
     if settings.health_port is not None:
         from dataclasses import replace
 
@@ -336,7 +362,7 @@ async def _run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    source = (lambda: load_flows_from_path(target)) if is_dir else None
+    source = (lambda: list(load_flows(targets, handlers).manifests)) if has_dir else None
     try:
         host = WorkerHost(
             store=store,
@@ -412,6 +438,13 @@ def _apply_topology(
     help="Trigger queue (with --servicebus).",
 )
 @click.option("--db", help="Database URL (without --servicebus).")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Run the new run here until it ends or waits for a signal (handlers from --handlers "
+    "or FLOWORCH_FLOWS).",
+)
+@click.option("--handlers", "handlers", multiple=True, help="Handlers file or module, for --wait.")
 def trigger_command(
     flow_id: str,
     body: str | None,
@@ -422,29 +455,47 @@ def trigger_command(
     namespace: str | None,
     queue: str,
     db: str | None,
+    wait: bool,
+    handlers: tuple[str, ...],
 ) -> None:
-    """Start a run of FLOW_ID; prints the run id (or, with --servicebus, the idempotency key)."""
+    """Start a run of a flow.
+
+    Prints the run id (with --servicebus, the idempotency key: a worker starts the run). The
+    run's steps are executed by a running `floworch run`/`worker` serving the database, the
+    next `floworch resume`, or here with --wait.
+    """
     payload = parse_body(body)
     settings = Settings.from_env()
     if servicebus:
+        if wait:
+            raise click.UsageError("--wait runs steps here; it cannot be used with --servicebus")
         conn = _connection_options(settings, connection, namespace)
         key = asyncio.run(
             _send_trigger(conn, flow_id, payload, queue, trigger_key, idempotency_key)
         )
         click.echo(key)
         return
-    from floworch.cli.control import with_engine
+    from floworch.cli.control import prepare_wait, wait_here
+    from floworch.cli.failures import ExitCode
+    from floworch.cli.session import Session, queued_note, run_session
 
-    async def start(engine: Any) -> str | None:
-        result = await engine.trigger(flow_id, trigger_key, payload, None, idempotency_key)
-        if result.disabled:
+    prepare_wait(wait, handlers)
+
+    async def start(session: Session) -> int:
+        result = await session.engine.trigger(flow_id, trigger_key, payload, None, idempotency_key)
+        if result.disabled or result.run_id is None:
             raise FlowValidationError(
                 [ValidationIssue(flow_id, "the flow is disabled; no run was started")]
             )
-        run_id: str | None = result.run_id
-        return run_id
+        click.echo(result.run_id)
+        if wait:
+            return await wait_here(session, result.run_id)
+        note = queued_note(session, result.run_id)
+        if note:
+            click.echo(note, err=True)
+        return ExitCode.OK
 
-    click.echo(with_engine(db, start))
+    sys.exit(run_session(db, start, must_exist=False))
 
 
 async def _send_trigger(

@@ -1,15 +1,26 @@
-"""Helpers for driving the ``floworch`` command as a subprocess."""
+"""Helpers for driving the ``floworch`` command as a subprocess.
+
+Tests synchronise on state, never on sleeps: :meth:`Cli.wait_for_run` reads the runs straight
+from the SQLite file the CLI writes (in this process, no subprocess per poll) until a condition
+holds, with a generous timeout.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from floworch.engine.views import RunState, build_run_state
+from floworch.storage.factory import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,13 +31,21 @@ class Cli:
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.env.pop("FLOWORCH_DB_URL", None)
+        for name in ("FLOWORCH_DB_URL", "FLOWORCH_FLOWS", "FLOWORCH_RUNTIME", "FLOWORCH_DEBUG"):
+            self.env.pop(name, None)
 
-    def run(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    @property
+    def db_file(self) -> Path:
+        """The default database of this working directory."""
+        return self.cwd / ".floworch" / "floworch.db"
+
+    def run(
+        self, *args: str, timeout: float = 90, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "floworch", *args],
             cwd=self.cwd,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -47,6 +66,58 @@ class Cli:
         done = self.run(*args)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
+
+    def runs(self) -> list[RunState]:
+        """Every run in the default database, newest first (read in this process)."""
+        if not self.db_file.exists():
+            return []
+
+        async def read() -> list[RunState]:
+            from floworch.storage.records import RunQuery
+
+            store = await open_store(f"sqlite:///{self.db_file}", migrate=False)
+            try:
+                found = []
+                for run in await store.list_runs(RunQuery(limit=1000)):
+                    found.append(build_run_state(run, await store.get_steps(run.run_id)))
+                return found
+            finally:
+                await store.close()
+
+        try:
+            return asyncio.run(read())
+        except Exception:  # the schema is not there yet: nothing has run
+            return []
+
+    def wait_for_run(
+        self,
+        condition: Callable[[RunState], bool],
+        *,
+        what: str,
+        timeout: float = 90.0,
+        process: subprocess.Popen[str] | None = None,
+    ) -> RunState:
+        """Polls the database until a run meets ``condition``; returns it.
+
+        Fails at once (with its output) if ``process`` exits first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for run in self.runs():
+                if condition(run):
+                    return run
+            if process is not None and process.poll() is not None:
+                out, err = process.communicate()
+                raise AssertionError(f"{what}: the process exited first\n{out}\n{err}")
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{what}: not reached within {timeout:g}s")
+            time.sleep(0.1)
+
+
+def step_status(run: RunState, key: str) -> str | None:
+    """The status of one step of a run (None when the step has no row yet)."""
+    step = run.steps.get(key)
+    return str(step.status) if step is not None else None
 
 
 @pytest.fixture
