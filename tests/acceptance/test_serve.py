@@ -136,7 +136,7 @@ def test_flows_and_schedules_commands(tmp_path: Path) -> None:
     listed = json.loads(floworch("flows", "list", "--json").stdout)
     assert listed[0]["enabled"] is False and listed[0]["manifestEnabled"] is True
     unknown = floworch("flows", "enable", "nope")
-    assert unknown.returncode == 1 and unknown.stderr.startswith("error:")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error:")  # docs/cli.md
     assert floworch("schedules", "pause", "orders", "nightly").returncode == 0
     (row,) = json.loads(floworch("schedules", "list", "--json").stdout)
     assert (row["triggerKey"], row["paused"], row["nextFireAt"]) == ("nightly", True, None)
