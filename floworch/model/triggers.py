@@ -163,7 +163,10 @@ class WebhookTrigger(ManifestModel):
         "caught by delivery id only).",
     )
     replay_window_seconds: float = Field(
-        default=300, gt=0, description="Refuse deliveries whose timestamp is older (or newer)."
+        default=300,
+        gt=0,
+        le=limits.MAX_DURATION_SECONDS,
+        description="Refuse deliveries whose timestamp is older (or newer).",
     )
     delivery_id_header: str | None = Field(
         default="X-Floworch-Delivery",

@@ -199,6 +199,7 @@ _DURATION_PATHS = [
     "steps.a.poll.timeoutSeconds",
     "steps.a.inputs.timeoutSeconds",
     "steps.a.inputs.delaySeconds",
+    "triggers.w.replayWindowSeconds",
 ]
 
 
@@ -214,6 +215,8 @@ def _with_duration(path: str, seconds: float) -> dict[str, Any]:
         step["retry"] = {path.rsplit(".", 1)[1]: seconds}
     elif path.startswith("steps.a.poll."):
         step["poll"] = {"intervalSeconds": 1, path.rsplit(".", 1)[1]: seconds}
+    elif path == "triggers.w.replayWindowSeconds":
+        data["triggers"] = {"w": {"type": "Webhook", "slug": "w", "replayWindowSeconds": seconds}}
     elif path == "steps.a.inputs.timeoutSeconds":
         step.update(type="WaitForSignal", inputs={"signalName": "s", "timeoutSeconds": seconds})
     else:
