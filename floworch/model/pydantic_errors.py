@@ -25,7 +25,9 @@ def format_path(parts: Iterable[object]) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            name = str(part)
+            name = name if name.isprintable() else repr(name)  # a newline would split the line
+            text += f".{name}" if text else name
     return text
 
 

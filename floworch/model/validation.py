@@ -122,9 +122,9 @@ class _SemanticChecker:
         for key, raw in steps.items():
             if not isinstance(key, str):
                 continue
-            self.locations.setdefault(key, (f"{path}.{key}", owner))
+            self.locations.setdefault(key, (f"{path}.{_seg(key)}", owner))
             if isinstance(raw, Mapping) and isinstance(raw.get("steps"), Mapping):
-                self._index(raw["steps"], f"{path}.{key}.steps", key)
+                self._index(raw["steps"], f"{path}.{_seg(key)}.steps", key)
 
     def add(self, path: str, message: str) -> None:
         self.issues.append(ValidationIssue(path, message))
@@ -135,7 +135,7 @@ class _SemanticChecker:
         for key in triggers:
             problem = limits.trigger_key_problem(key)
             if problem:
-                self.add(f"triggers.{key}", problem)
+                self.add(f"triggers.{_seg(key)}", problem)
 
     def check_scope(
         self,
@@ -149,7 +149,7 @@ class _SemanticChecker:
         """Check one scope; ``loops`` are the keys of the ForEach steps enclosing it."""
         keys = [key for key in steps if isinstance(key, str)]
         for key in keys:
-            step_path = f"{path}.{key}"
+            step_path = f"{path}.{_seg(key)}"
             problem = limits.step_key_problem(key)
             longest = limits.instance_key_length([*loops, key])
             if problem:
@@ -170,13 +170,13 @@ class _SemanticChecker:
                     f"step key {key!r} is already used by {visible[key]}; a ForEach body "
                     "cannot reuse the key of a step outside it",
                 )
-        inner_visible = {**visible, **{key: f"{path}.{key}" for key in keys}}
+        inner_visible = {**visible, **{key: f"{path}.{_seg(key)}" for key in keys}}
         edges: dict[str, list[str]] = {key: [] for key in keys}
         for key in keys:
             raw = steps[key]
             if isinstance(raw, Mapping):
                 preds = self.check_step(
-                    key, raw, f"{path}.{key}", keys, inner_visible, owner, loops
+                    key, raw, f"{path}.{_seg(key)}", keys, inner_visible, owner, loops
                 )
                 edges[key] = preds
         self.check_cycles(edges, path)
@@ -347,7 +347,7 @@ class _SemanticChecker:
         for pred, rule in run_after.items():
             if not isinstance(pred, str):
                 continue
-            pred_path = f"{path}.runAfter.{pred}"
+            pred_path = f"{path}.runAfter.{_seg(pred)}"
             if pred == key:
                 self.add(pred_path, f"step {key!r} cannot run after itself")
             elif pred in scope_keys:
@@ -425,7 +425,7 @@ class _SemanticChecker:
             start = min(component, key=order.__getitem__)
             cycle = _cycle_through(start, edges, component)
             self.add(
-                f"{path}.{start}",
+                f"{path}.{_seg(start)}",
                 "cycle: " + " -> ".join(cycle) + " (each step runs after the next)",
             )
 
@@ -441,6 +441,11 @@ def _internal_failure(exc: Exception) -> str:
     )
 
 
+def _seg(key: str) -> str:
+    """A path segment: the key itself, or its repr when it holds a newline or other control."""
+    return key if key.isprintable() else repr(key)
+
+
 def _join(base: str, inner: str) -> str:
     if not inner:
         return base
@@ -452,7 +457,7 @@ def _string_leaves(value: object, path: str) -> Iterator[tuple[str, str]]:
         yield path, value
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _string_leaves(item, f"{path}.{key}")
+            yield from _string_leaves(item, f"{path}.{_seg(str(key))}")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from _string_leaves(item, f"{path}[{index}]")

@@ -30,6 +30,11 @@ def only_issue(data: Any) -> ValidationIssue:
     return issues[0]
 
 
+def segment(key: str) -> str:
+    """How an issue path shows a key: as is, or as its repr when it holds control characters."""
+    return key if key.isprintable() else repr(key)
+
+
 def flow(**fields: Any) -> dict[str, Any]:
     return {"id": "f", "version": "1", "steps": {"a": {"type": "T"}}, **fields}
 
@@ -44,7 +49,7 @@ def with_step(key: str, spec: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("key", ["a\n", "a\x00", "a\r\n", "\na", "a b", "a.b", "a\u2028"])
 def test_step_keys_with_control_characters_or_dots_are_refused(key: str) -> None:
     issue = only_issue(with_step(key, {"type": "T"}))
-    assert issue.path == f"steps.{key}"
+    assert issue.path == f"steps.{segment(key)}"
     assert "must start with a letter or '_'" in issue.message
 
 
@@ -52,13 +57,27 @@ def test_a_body_step_key_ending_in_a_newline_is_refused() -> None:
     data = example()
     data["steps"]["each"]["steps"]["charge\n"] = data["steps"]["each"]["steps"].pop("charge")
     issue = only_issue(data)
-    assert issue.path == "steps.each.steps.charge\n"
+    assert issue.path == "steps.each.steps.'charge\\n'"  # a path stays on one line
+
+
+def test_issue_paths_stay_on_one_line() -> None:
+    data = with_step("a\n", {"type": "T", "bogus": 1, "runAfter": {"b\r": []}})
+    data["triggers"] = {"t\n": {"type": "Manual", "extra": 1}}
+    issues = issues_of(data)
+    assert {issue.path for issue in issues} == {
+        "steps.'a\\n'",
+        "steps.'a\\n'.bogus",
+        "steps.'a\\n'.runAfter.'b\\r'",
+        "triggers.'t\\n'",
+        "triggers.'t\\n'.extra",
+    }
+    assert all(str(issue).isprintable() for issue in issues)
 
 
 @pytest.mark.parametrize("key", ["a\n", "a\x00", "", "-a", "a:b", "a/b", "é"])
 def test_trigger_keys_are_checked(key: str) -> None:
     issue = only_issue(flow(triggers={key: {"type": "Manual"}}))
-    assert issue.path == f"triggers.{key}"
+    assert issue.path == f"triggers.{segment(key)}"
     assert "trigger key" in issue.message
 
 
