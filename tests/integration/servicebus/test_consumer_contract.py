@@ -4,12 +4,12 @@ PostgreSQL behind a loopback TCP proxy (so a store outage is a real cut connecti
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
 import pytest
 from azure.servicebus import ServiceBusMessage
-from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
+from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 from sqlalchemy.engine import make_url
 
 from floworch.emulator import ServiceBusEmulator
@@ -69,13 +69,11 @@ class ServiceBusRuntime:
         return sum(p.stats.retried_in_place + p.stats.abandoned for p in self._pumps)
 
     async def send_raw(self, body: bytes, *, route_flow_id: str, message_id: str) -> None:
-        assert self.env.sb is not None
-        async with self.env.client.get_topic_sender(self.env.sb.steps_topic) as sender:
-            await sender.send_messages(
-                ServiceBusMessage(
-                    body, message_id=message_id, application_properties={"FlowId": route_flow_id}
-                )
+        await (await self.env.sender()).send_messages(
+            ServiceBusMessage(
+                body, message_id=message_id, application_properties={"FlowId": route_flow_id}
             )
+        )
 
     async def dead_letters(self) -> list[DeadLettered]:
         return await self.env.collect_dead_letters()
@@ -98,6 +96,19 @@ class ServiceBusEnvironment:
         self._flow_ids: list[str] = []
         self._dead: dict[str, DeadLettered] = {}
         self._dlq: list[ServiceBusReceiver] = []
+        self._sender: ServiceBusSender | None = None
+        self._links = AsyncExitStack()
+
+    async def sender(self) -> ServiceBusSender:
+        """One sender link for the test's raw messages (attaching a link is the slow part)."""
+        assert self.sb is not None
+        if self._sender is None:
+            # Entered, not opened lazily: a lazy open inherits the short receive or send timeout
+            # and fails on a loaded machine ("Timed out waiting for the AMQP link to open").
+            self._sender = await self._links.enter_async_context(
+                self.client.get_topic_sender(self.sb.steps_topic)
+            )
+        return self._sender
 
     @asynccontextmanager
     async def runtime(
@@ -137,8 +148,10 @@ class ServiceBusEnvironment:
         assert self.sb is not None
         if not self._dlq:
             self._dlq = [
-                self.client.get_subscription_receiver(
-                    self.sb.steps_topic, subscription_name(flow_id), sub_queue="deadletter"
+                await self._links.enter_async_context(
+                    self.client.get_subscription_receiver(
+                        self.sb.steps_topic, subscription_name(flow_id), sub_queue="deadletter"
+                    )
                 )
                 for flow_id in self._flow_ids
             ]
@@ -153,8 +166,7 @@ class ServiceBusEnvironment:
         return list(self._dead.values())
 
     async def close(self) -> None:
-        for receiver in self._dlq:
-            await receiver.close()
+        await self._links.aclose()
         await self.client.close()
 
 
