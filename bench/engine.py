@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from floworch.engine.consumer import StepConsumer
 from floworch.engine.engine import Engine
 from floworch.engine.handlers import HandlerRegistry
 from floworch.model import load_manifest
@@ -82,7 +83,7 @@ async def measure(
     dispatcher = InProcessDispatcher(concurrency=concurrency)
     engine = Engine(store=store, dispatcher=dispatcher, flows=[manifest], handlers=handlers)
     await engine.sync_flows()
-    dispatcher.start(engine.run_step)
+    dispatcher.start(StepConsumer(engine).handle)
     try:
         began, cpu = time.perf_counter(), time.process_time()
         result = await engine.trigger(shape)
