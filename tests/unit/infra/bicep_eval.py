@@ -10,48 +10,26 @@ Only the functions the templates use are implemented; anything else fails loudly
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from tests.unit.infra.bicep_builtins import BUILTINS, OPAQUE
 from tests.unit.infra.bicep_expr import Node
 from tests.unit.infra.bicep_source import BicepFile, Declaration, Sources, parse_literal
+from tests.unit.infra.bicep_values import (
+    EvalError,
+    Lambda,
+    ModuleRef,
+    ResourceRef,
+    Unknown,
+    is_unknown,
+    normalise,
+    to_string,
+)
 
-
-class EvalError(Exception):
-    """The template cannot be evaluated (ARM would fail too): names the file and line."""
-
-
-@dataclass(frozen=True)
-class Unknown:
-    """A value known only at deployment time; ``text`` says where it comes from."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class ResourceRef:
-    """A declared resource (or one instance of a resource loop), e.g. ``scope: namespace``."""
-
-    file: str
-    symbol: str
-    index: int | None = None
-
-
-@dataclass(frozen=True)
-class ModuleRef:
-    file: str
-    symbol: str
-
-
-@dataclass(frozen=True)
-class Lambda:
-    params: tuple[str, ...]
-    body: Node
-    local: Mapping[str, Any]
+__all__ = ["Deployment", "EvalError", "Resource", "ResourceRef", "Unknown", "evaluate_deployment"]
 
 
 @dataclass(frozen=True)
@@ -103,33 +81,6 @@ class Deployment:
         raise KeyError(f"{ref.file}: no resource {ref.symbol}[{ref.index}] (declared later?)")
 
 
-def _is_unknown(value: Any) -> bool:
-    return isinstance(value, Unknown | ResourceRef | ModuleRef)
-
-
-def to_string(value: Any) -> str:
-    """Bicep's ``string()`` / interpolation of a value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"))
-
-
-def normalise(path: str) -> str:
-    parts: list[str] = []
-    for part in PurePosixPath(path).parts:
-        if part == "..":
-            if not parts:
-                raise EvalError(f"{path} leaves the repository")
-            parts.pop()
-        elif part != ".":
-            parts.append(part)
-    return "/".join(parts)
-
-
 class FileEvaluator:
     """Evaluates one file with given parameter values, appending to ``deployment``."""
 
@@ -171,7 +122,7 @@ class FileEvaluator:
             else:
                 raise self.fail(f"parameter {name} needs a value")
             allowed = self.allowed(name)
-            if allowed and not _is_unknown(value) and value not in allowed:
+            if allowed and not is_unknown(value) and value not in allowed:
                 raise self.fail(f"parameter {name}={value!r} is not one of {allowed}")
             self.params[name] = value
 
@@ -200,7 +151,7 @@ class FileEvaluator:
             return node[1]
         if kind == "str":
             parts = [p if isinstance(p, str) else self.eval(p, local) for p in node[1]]
-            if any(_is_unknown(p) for p in parts):
+            if any(is_unknown(p) for p in parts):
                 return Unknown(
                     "'" + "".join(p if isinstance(p, str) else "${?}" for p in parts) + "'"
                 )
@@ -221,14 +172,14 @@ class FileEvaluator:
             return self.index(self.eval(node[1], local), self.eval(node[2], local), node[3])
         if kind == "unary":
             value = self.eval(node[2], local)
-            if _is_unknown(value):
+            if is_unknown(value):
                 return Unknown(f"{node[1]}?")
             return (not self.truth(value)) if node[1] == "!" else -value
         if kind == "binary":
             return self.binary(node, local)
         if kind == "ternary":
             condition = self.eval(node[1], local)
-            if _is_unknown(condition):
+            if is_unknown(condition):
                 return Unknown("?:")
             return self.eval(node[2] if self.truth(condition) else node[3], local)
         if kind == "lambda":
@@ -274,7 +225,7 @@ class FileEvaluator:
     def index(self, target: Any, key: Any, safe: bool) -> Any:
         if isinstance(target, ResourceRef) and isinstance(key, int):
             return ResourceRef(target.file, target.symbol, key)
-        if _is_unknown(target) or _is_unknown(key):
+        if is_unknown(target) or is_unknown(key):
             return Unknown("[?]")
         if isinstance(target, list) and isinstance(key, int):
             if 0 <= key < len(target):
@@ -298,7 +249,7 @@ class FileEvaluator:
         if op == "||" and left is True:
             return True
         right = self.eval(node[3], local)
-        if _is_unknown(left) or _is_unknown(right):
+        if is_unknown(left) or is_unknown(right):
             return Unknown(f"? {op} ?")
         if op in ("&&", "||"):
             self.truth(left)
@@ -328,7 +279,7 @@ class FileEvaluator:
     def loop(self, node: Node, local: Mapping[str, Any]) -> Iterator[tuple[Node, dict[str, Any]]]:
         _kind, item, index_name, source, body = node
         items = self.eval(source, local)
-        if _is_unknown(items):
+        if is_unknown(items):
             raise self.fail("a loop over a value known only at deployment time")
         if not isinstance(items, list):
             raise self.fail(f"a loop over a {type(items).__name__}, not an array")
@@ -415,146 +366,6 @@ class FileEvaluator:
                 self._where = decl.where
                 self.deployment.outputs[decl.name] = self.eval(decl.value, {})
         self.deployment.output_declarations.extend(self.file.of_kind("output"))
-
-
-# --- built-in functions (the subset the templates use) ---------------------------------------
-
-Builtin = Callable[[FileEvaluator, list[Any]], Any]
-
-
-def _pure(function: Callable[..., Any]) -> Builtin:
-    def call(evaluator: FileEvaluator, args: list[Any]) -> Any:
-        if any(_is_unknown(a) for a in args):
-            return Unknown("f(?)")
-        try:
-            return function(*args)
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-            raise evaluator.fail(f"{function.__name__}: {exc}") from None
-
-    call.__name__ = function.__name__
-    return call
-
-
-def _contains(container: Any, item: Any) -> bool:
-    if isinstance(container, str):
-        return str(item).lower() in container.lower()
-    return item in container
-
-
-def _items(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": obj[k]} for k in sorted(obj, key=str.lower)]
-
-
-def _union(*values: Any) -> Any:
-    if all(isinstance(v, list) for v in values):
-        merged: list[Any] = []
-        for value in values:
-            merged.extend(x for x in value if x not in merged)
-        return merged
-    out: dict[str, Any] = {}
-    for value in values:
-        out.update(value)
-    return out
-
-
-def _map(evaluator: FileEvaluator, args: list[Any]) -> Any:
-    items, function = args
-    if _is_unknown(items):
-        return Unknown("map(?)")
-    return [evaluator.apply(function, item, i) for i, item in enumerate(items)]
-
-
-def _filter(evaluator: FileEvaluator, args: list[Any]) -> Any:
-    items, function = args
-    if _is_unknown(items):
-        return Unknown("filter(?)")
-    kept = []
-    for i, item in enumerate(items):
-        keep = evaluator.apply(function, item, i)
-        if _is_unknown(keep):
-            return Unknown("filter(?)")
-        if evaluator.truth(keep):
-            kept.append(item)
-    return kept
-
-
-def _to_object(evaluator: FileEvaluator, args: list[Any]) -> Any:
-    items, key_of = args[0], args[1]
-    value_of = args[2] if len(args) > 2 else None
-    if _is_unknown(items):
-        return Unknown("toObject(?)")
-    return {
-        evaluator.apply(key_of, item): item if value_of is None else evaluator.apply(value_of, item)
-        for item in items
-    }
-
-
-def _load_json_content(evaluator: FileEvaluator, args: list[Any]) -> Any:
-    path = normalise(str(PurePosixPath(evaluator.path).parent / args[0]))
-    try:
-        return json.loads(evaluator.sources.text(path))
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
-        raise evaluator.fail(f"loadJsonContent({args[0]!r}): {exc}") from None
-
-
-def _subscription_resource_id(evaluator: FileEvaluator, args: list[Any]) -> Any:
-    if any(_is_unknown(a) for a in args):
-        return Unknown("subscriptionResourceId(?)")
-    resource_type, *names = args
-    return f"/subscriptions/{{subscriptionId}}/providers/{resource_type}/{'/'.join(names)}"
-
-
-def _guid(evaluator: FileEvaluator, args: list[Any]) -> Any:
-    if any(_is_unknown(a) for a in args):
-        return Unknown("guid(?)")
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "|".join(map(to_string, args))))
-
-
-def _flatten(arrays: list[list[Any]]) -> list[Any]:
-    return [x for array in arrays for x in array]
-
-
-def _range(start: int, count: int) -> list[int]:
-    return list(range(start, start + count))
-
-
-def _empty(value: Any) -> bool:
-    return value is None or len(value) == 0
-
-
-def _starts_with(text: str, prefix: str) -> bool:
-    return text.lower().startswith(prefix.lower())
-
-
-def _take(value: Any, count: int) -> Any:
-    return value[:count]
-
-
-BUILTINS: dict[str, Builtin] = {
-    "map": _map,
-    "filter": _filter,
-    "toObject": _to_object,
-    "loadJsonContent": _load_json_content,
-    "subscriptionResourceId": _subscription_resource_id,
-    "guid": _guid,
-    "items": _pure(_items),
-    "flatten": _pure(_flatten),
-    "range": _pure(_range),
-    "length": _pure(len),
-    "empty": _pure(_empty),
-    "contains": _pure(_contains),
-    "startsWith": _pure(_starts_with),
-    "string": _pure(to_string),
-    "toLower": _pure(str.lower),
-    "take": _pure(_take),
-    "union": _pure(_union),
-    "json": _pure(json.loads),
-}
-
-OPAQUE = frozenset(
-    {"resourceGroup", "subscription", "tenant", "environment", "uniqueString", "deployment"}
-)
-"""Functions whose value only ARM knows."""
 
 
 def evaluate_deployment(sources: Sources, main: str, params: Mapping[str, Any]) -> Deployment:
