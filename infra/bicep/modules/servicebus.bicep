@@ -198,4 +198,5 @@ resource operatorSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
 }
 
 output name string = namespace.name
-output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+// serviceBusEndpoint is https://<name>.servicebus.windows.net:443/ (or another cloud's suffix).
+output fullyQualifiedNamespace string = split(replace(namespace.properties.serviceBusEndpoint, 'https://', ''), ':')[0]

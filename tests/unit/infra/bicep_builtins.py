@@ -144,6 +144,8 @@ BUILTINS: dict[str, Builtin] = {
     "take": _pure(_take),
     "union": _pure(_union),
     "json": _pure(json.loads),
+    "replace": _pure(str.replace),
+    "split": _pure(str.split),
 }
 
 OPAQUE = frozenset(
