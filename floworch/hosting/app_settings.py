@@ -10,7 +10,6 @@ Nothing here reads the environment: the host passes its environment mapping to w
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 
@@ -29,20 +28,6 @@ class AppSetting:
     required: bool
     description: str
     default: str | None = None
-
-
-class ApiAuthMode(enum.StrEnum):
-    """Values of ``FLOWORCH_API_AUTH``: who authenticates HTTP API callers on a Function App.
-
-    ``APP_SERVICE``: App Service authentication (Microsoft Entra) runs in front of the app and
-    the API trusts its ``X-MS-CLIENT-PRINCIPAL`` headers (the platform strips forged ones only
-    when that authentication is on, so Bicep sets this only together with `authsettingsV2`).
-    ``FUNCTION_KEYS``: callers present a function key at the HTTP trigger; principal headers
-    are not trusted.
-    """
-
-    APP_SERVICE = "appservice"
-    FUNCTION_KEYS = "functionkeys"
 
 
 DEFAULT_FLOWS_PATH = "flows"
@@ -121,8 +106,9 @@ FUNCTION_APP_SETTINGS: tuple[AppSetting, ...] = (
     AppSetting(
         "FLOWORCH_API_AUTH",
         False,
-        "how HTTP API callers are authenticated: 'appservice' or 'functionkeys' (ApiAuthMode)",
-        ApiAuthMode.FUNCTION_KEYS.value,
+        "floworch.api.auth.AuthMode of the HTTP API: 'appservice' behind App Service auth, "
+        "'none' when function keys at the trigger are the only gate",
+        "appservice",
     ),
 )
 """Every app setting the Function App reads, in the order docs/deploy.md lists them."""

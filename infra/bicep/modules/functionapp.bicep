@@ -179,7 +179,7 @@ var floworchSettings = {
   AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-  FLOWORCH_API_AUTH: useAppServiceAuth ? 'appservice' : 'functionkeys'
+  FLOWORCH_API_AUTH: useAppServiceAuth ? 'appservice' : 'none'
 }
 
 // Platform settings Elastic Premium needs and Flex Consumption deprecates; the code reads neither.
@@ -196,7 +196,8 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
 
 // App Service authentication (Microsoft Entra) in front of the app, only when a client id is
 // given: FLOWORCH_API_AUTH=appservice trusts X-MS-CLIENT-PRINCIPAL headers, which the platform
-// strips from callers only while this is on.
+// strips from callers only while this is on. Without it the API runs with auth 'none' and the
+// function keys of the HTTP trigger are the only gate (every key holder is an operator).
 resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (useAppServiceAuth) {
   parent: site
   name: 'authsettingsV2'

@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from floworch.api.auth import AuthMode
 from floworch.hosting.app_settings import (
     SERVICEBUS_CONNECTION,
-    ApiAuthMode,
     required_setting_names,
     setting_names,
 )
@@ -118,8 +118,17 @@ def check_app_settings(deployment: Deployment, topology: dict[str, Any]) -> list
                 f"{resource.where}: {name} is {settings.get(name)!r}, not managedidentity"
             )
     auth = settings.get("FLOWORCH_API_AUTH")
-    if auth not in {mode.value for mode in ApiAuthMode}:
-        problems.append(f"{resource.where}: FLOWORCH_API_AUTH={auth!r} is not an ApiAuthMode")
+    if auth not in {mode.value for mode in AuthMode} or auth == AuthMode.TOKEN:
+        problems.append(f"{resource.where}: FLOWORCH_API_AUTH={auth!r} is not appservice/none")
+    auth_on = any(
+        r.body.get("name") == "authsettingsV2"
+        for r in deployment.of_type("Microsoft.Web/sites/config")
+    )
+    if (auth == AuthMode.APP_SERVICE) != auth_on:
+        problems.append(
+            f"{resource.where}: FLOWORCH_API_AUTH={auth!r} but App Service authentication is "
+            f"{'on' if auth_on else 'off'} (principal headers are only safe behind it)"
+        )
     topics = {t["name"] for t in topology.get("topics", [])}
     steps = settings.get("FLOWORCH_STEPS_TOPIC")
     if steps not in topics:

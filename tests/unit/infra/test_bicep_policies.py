@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from floworch.hosting.app_settings import FUNCTION_APP_SETTINGS, ApiAuthMode, setting_names
+from floworch.api.auth import AuthMode
+from floworch.hosting.app_settings import FUNCTION_APP_SETTINGS, setting_names
 from tests.unit.infra import policies
 from tests.unit.infra.bicep_eval import Deployment, EvalError, evaluate_deployment
 from tests.unit.infra.bicep_source import Sources
@@ -72,7 +73,7 @@ def test_parameter_sets_reach_the_branches(deployments: dict[str, Deployment]) -
     assert {r.body["name"] for r in auth} == {"appsettings", "authsettingsV2"}
     settings = policies.app_settings(deployments["app-service-auth"])[0]
     assert settings is not None
-    assert settings.properties["FLOWORCH_API_AUTH"] == ApiAuthMode.APP_SERVICE.value
+    assert settings.properties["FLOWORCH_API_AUTH"] == AuthMode.APP_SERVICE.value
     rules = deployments["sql-no-azure-services"].of_type("Microsoft.Sql/servers/firewallRules")
     assert [r.body["name"] for r in rules] == ["deployer"]
     operator = deployments["ci-operator"].of_type("Microsoft.Authorization/roleAssignments")
@@ -129,6 +130,14 @@ BREAKS: list[tuple[str, str, str, str, Check, str]] = [
         "ServiceBusConnection__credential: 'connectionstring'",
         policies.check_app_settings,
         "ServiceBusConnection__credential is 'connectionstring'",
+    ),
+    (
+        "principal headers trusted without App Service auth",
+        FUNCTIONAPP,
+        "FLOWORCH_API_AUTH: useAppServiceAuth ? 'appservice' : 'none'",
+        "FLOWORCH_API_AUTH: 'appservice'",
+        policies.check_app_settings,
+        "but App Service authentication is off",
     ),
     (
         "an entity missing",
