@@ -96,6 +96,20 @@ MAX_YAML_ALIAS_NODES = 10_000
 """Nodes that YAML aliases (``*name``, ``<<: *name``) may add to a document, all counted."""
 
 
+# --- values the engine stores -------------------------------------------------------------------
+
+MAX_STORED_JSON_BYTES = 2 * 1024 * 1024
+"""UTF-8 bytes of one JSON value the engine stores for a step: its output, its resolved inputs,
+a ForEach's items, an error's details. Larger values fail the step (``OutputNotStorable``)."""
+MAX_STORED_JSON_NESTING = 100
+"""Deepest nesting of objects and arrays in a stored value (deeper ones could not be read back
+without exhausting the interpreter's recursion limit)."""
+MAX_ERROR_MESSAGE_LENGTH = 8_000
+"""Characters of an error message the engine keeps (longer ones are cut, with a note)."""
+MAX_TRACEBACK_LENGTH = 32_000
+"""Characters of a traceback the engine keeps (the end, where the error is, is kept)."""
+
+
 def _text_problem(value: object, what: str, max_length: int) -> str | None:
     if not isinstance(value, str):
         return f"{what} must be a string"
