@@ -8,6 +8,7 @@ from typing import Any
 from floworch.engine.core import EngineCore
 from floworch.engine.outcomes import StepOutcome
 from floworch.engine.step_errors import error_json
+from floworch.engine.storable import storable_outcome
 from floworch.engine.transition import Transition
 from floworch.model import WAIT_FOR_SIGNAL, FlowDefinition, StepNode
 from floworch.model.statuses import StepStatus
@@ -34,6 +35,7 @@ async def complete_step(
 
     Returns the transition (its messages were already sent).
     """
+    outcome = storable_outcome(outcome, step.step_key)
     now = core.clock.now()
     node = flow.node(step.step_key)
     key, seq = step.step_key, step.seq

@@ -97,6 +97,10 @@ class StepEnvelope:
         if scheduled_at is not None and scheduled_at.tzinfo is None:
             scheduled_at = scheduled_at.replace(tzinfo=UTC)
         trace = data.get("traceContext") or {}
+        if not isinstance(trace, Mapping):
+            raise EnvelopeError(
+                f"step envelope traceContext must be an object, not {type(trace).__name__}"
+            )
         return cls(
             flow_id=str(data["flowId"]),
             run_id=str(data["runId"]),
@@ -105,5 +109,5 @@ class StepEnvelope:
             seq=seq,
             flow_version=str(data.get("flowVersion", "")),
             scheduled_at=scheduled_at,
-            trace_context={str(k): str(v) for k, v in dict(trace).items()},
+            trace_context={str(k): str(v) for k, v in trace.items()},
         )

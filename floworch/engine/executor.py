@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -49,15 +48,9 @@ def _to_json_value(value: Any) -> Any:
 
 
 def _check_json(value: Any, step_key: str) -> Any:
-    value = _to_json_value(value)
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise StepError(
-            f"step {step_key!r} returned a value that is not JSON-serialisable: {exc}",
-            retryable=False,
-        ) from exc
-    return value
+    # Whether the value can be stored (strict JSON, size, depth) is decided by the engine for
+    # every outcome in one place: floworch.engine.storable (OutputNotStorable).
+    return _to_json_value(value)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,12 @@ class ErrorType(StrEnum):
     """``forEach`` did not resolve to a list."""
     FOR_EACH_FAILED = "ForEachFailed"
     """Some iterations of a ForEach failed (``items`` lists them)."""
+    OUTPUT_NOT_STORABLE = "OutputNotStorable"
+    """The step's output, resolved inputs or ForEach items cannot be stored (not JSON, NaN or
+    Infinity, too large, nested too deeply). Not retried."""
+    INVALID_DURATION = "InvalidDuration"
+    """A delay, timeout or poll interval computed at run time is not a number of seconds
+    between 0 and the longest duration floworch allows. Not retried."""
     RUN_CANCELLED = "RunCancelled"
     """The run was cancelled; open steps end Cancelled with this error."""
     RUN_TIMED_OUT = "RunTimedOut"

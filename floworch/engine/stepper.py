@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from floworch import limits
+from floworch.engine import durations
 from floworch.engine.context import Cancellation, StepContext
 from floworch.engine.core import EngineCore
 from floworch.engine.envelope import StepEnvelope
@@ -101,7 +102,16 @@ class Stepper:
             if envelope.scheduled_at is not None:
                 delay = (now - envelope.scheduled_at).total_seconds()
                 core.telemetry.queue_delay.record(max(delay, 0.0), {"floworch.flow_id": flow.id})
-            outcome = await self._execute(flow, run, step, node, now)
+            try:
+                outcome = await self._execute(flow, run, step, node, now)
+            except RecursionError:
+                # Computing the outcome (resolving inputs, converting an output) went too deep:
+                # the same data does it again on every try, so it is the step's failure.
+                outcome = failed(
+                    f"step {step.step_key!r}: a value is nested too deeply to compute its "
+                    "inputs or output",
+                    error_type=ErrorType.OUTPUT_NOT_STORABLE,
+                )
             core.telemetry.finish_span(span, str(outcome.status), error_json(outcome.error))
         await self._complete(flow, run.run_id, step, outcome)
         return ClaimOutcome(claim.outcome)
@@ -154,10 +164,13 @@ class Stepper:
             return failed(
                 f"inputs could not be resolved: {exc}", error_type=ErrorType.EXPRESSION_ERROR
             )
-        if node.type == WAIT_FOR_SIGNAL:
-            return self._wait_for_signal(step, inputs, now)
-        if node.type == DELAY:
-            return self._delay(step, inputs, now)
+        try:
+            if node.type == WAIT_FOR_SIGNAL:
+                return self._wait_for_signal(step, inputs, now)
+            if node.type == DELAY:
+                return self._delay(step, inputs, now)
+        except durations.DurationError as exc:
+            return failed(str(exc), error_type=ErrorType.INVALID_DURATION)
         return await self._call_handler(flow, run, step, node, inputs, item, index)
 
     # -- built-ins -----------------------------------------------------------------------------
@@ -217,11 +230,13 @@ class Stepper:
         if not isinstance(inputs, dict) or not isinstance(inputs.get("signalName"), str):
             return failed("WaitForSignal needs inputs.signalName (a string)")
         name = inputs["signalName"]
-        problem = limits.signal_name_problem(name)
-        if problem is not None:
+        if problem := limits.signal_name_problem(name):
             return failed(problem)
         timeout = inputs.get("timeoutSeconds")
-        wake = now + timedelta(seconds=float(timeout)) if timeout else None
+        wake = None
+        if timeout:
+            wait = durations.seconds_input(timeout, "WaitForSignal inputs.timeoutSeconds")
+            wake = durations.after(now, wait, "WaitForSignal inputs.timeoutSeconds")
         new_state: dict[str, Any] = {"signal": name}
         if wake is not None:
             new_state["deadline"] = wake.isoformat()
@@ -241,7 +256,8 @@ class Stepper:
             if not isinstance(inputs, dict):
                 return failed("Delay needs inputs.delaySeconds or inputs.until")
             if inputs.get("delaySeconds") is not None:
-                until = now + timedelta(seconds=float(inputs["delaySeconds"]))
+                delay = durations.seconds_input(inputs["delaySeconds"], "Delay inputs.delaySeconds")
+                until = durations.after(now, delay, "Delay inputs.delaySeconds")
             else:
                 until = _parse_time(inputs.get("until"))
                 if until is None:
@@ -372,11 +388,21 @@ class Stepper:
             delay = pending_delay or timedelta(
                 seconds=poll.interval_seconds if poll is not None else 1.0
             )
+            try:
+                wake = durations.after(now, durations.checked(delay, "the pending delay"), "it")
+            except durations.DurationError as exc:
+                return StepOutcome(
+                    StepStatus.FAILED,
+                    output=result.output,
+                    error=ErrorInfo(ErrorType.INVALID_DURATION, f"{node.type}: {exc}"),
+                    inputs=inputs,
+                    ran_handler=True,
+                )
             return StepOutcome(
                 StepStatus.WAITING,
                 output=result.output,
                 inputs=inputs,
-                wake_at=now + delay,
+                wake_at=wake,
                 state=state,
                 ran_handler=True,
             )

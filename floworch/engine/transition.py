@@ -15,6 +15,7 @@ from floworch.engine.core import EngineCore, Send
 from floworch.engine.envelope import StepEnvelope
 from floworch.engine.planner import Verdict, iteration_output, readiness, scope_status
 from floworch.engine.step_errors import ErrorInfo, ErrorType
+from floworch.engine.storable import clean_text
 from floworch.model import FlowDefinition, StepNode
 from floworch.model.instance_key import InstanceKey, descendants_prefix, is_root_key
 from floworch.model.statuses import RunStatus, StepStatus
@@ -53,7 +54,9 @@ class Transition:
         self, kind: str, step_key: str | None = None, message: str = "", data: Any = None
     ) -> None:
         """Appends an event to the run's log (written at :meth:`flush`)."""
-        self.events.append(EventRecord(self.run.run_id, kind, self.now, step_key, message, data))
+        self.events.append(
+            EventRecord(self.run.run_id, kind, self.now, step_key, clean_text(message), data)
+        )
 
     async def flush(self) -> None:
         """Writes the collected events; call last, inside the transaction."""

@@ -1,14 +1,17 @@
 """Engine scenarios on real SQL stores (SQLite and PostgreSQL): message ids that never repeat
-(issue 9.1), parked steps the reconciler leaves alone (16.3)."""
+(issue 9.1), parked steps the reconciler leaves alone (16.3), outcomes the store cannot keep
+fail the step once (16.1)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from floworch import limits
 from floworch.engine.engine import Engine
 from floworch.engine.envelope import StepEnvelope
 from floworch.engine.handlers import HandlerRegistry
@@ -149,3 +152,65 @@ async def test_a_waiting_signal_step_is_left_alone(store: Store) -> None:
     assert await engine.deliver_signal(run_id, "go", {"n": 1}) == "Delivered"
     run = await engine.get_run(run_id)
     assert run.status == "Succeeded" and run.steps["wait"].output == {"n": 1}
+
+
+def nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+UNSTORABLE = {
+    "set": {1, 2},
+    "nan": {"ratio": float("nan")},
+    "deep": nested(5000),
+    "too-large": "x" * (limits.MAX_STORED_JSON_BYTES + 1),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNSTORABLE))
+async def test_an_unstorable_output_fails_the_step_once(store: Store, kind: str) -> None:
+    reg = HandlerRegistry()
+    calls: list[int] = []
+
+    @reg.handler("Bad")
+    async def bad(inputs: Any) -> Any:
+        calls.append(1)
+        return UNSTORABLE[kind]
+
+    retry = {"maxAttempts": 3, "initialIntervalSeconds": 1}
+    engine, dispatcher, clock = engine_on(
+        store, {"steps": {"bad": {"type": "Bad", "retry": retry}}}, reg
+    )
+    run_id = (await engine.trigger("f")).run_id
+    assert run_id is not None
+    (envelope,) = dispatcher.take()
+    assert await engine.run_step(envelope) == ClaimOutcome.ACQUIRED
+    clock.advance(timedelta(minutes=10))
+    assert not (await engine.reconcile(SETTINGS)).anything
+    assert dispatcher.take() == []
+    run = await engine.get_run(run_id)
+    assert run.status == "Failed"
+    assert run.steps["bad"].error["type"] == "OutputNotStorable"
+    assert calls == [1]
+    json.dumps(run.to_dict(), allow_nan=False)
+
+
+async def test_a_nul_in_an_error_message_is_stored(store: Store) -> None:
+    reg = HandlerRegistry()
+
+    @reg.handler("Bad")
+    async def bad(inputs: Any) -> Any:
+        raise StepError("card\x00declined", retryable=False)
+
+    engine, dispatcher, _ = engine_on(store, {"steps": {"bad": {"type": "Bad"}}}, reg)
+    run_id = (await engine.trigger("f")).run_id
+    assert run_id is not None
+    (envelope,) = dispatcher.take()
+    await engine.run_step(envelope)
+    run = await engine.get_run(run_id)
+    assert run.status == "Failed"
+    assert run.steps["bad"].error["message"] == "card\\x00declined"
+    events = await store.list_events(run_id)
+    assert any("card\\x00declined" in e.message for e in events)
