@@ -391,11 +391,6 @@ class ConsumerContract:
         assert "RuntimeError" in dead[message_id].description
         assert "failed 3 times" in dead[message_id].description
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="issue 16.1 (owner: engine): an output the store cannot keep must fail its step "
-        "once; remove this mark when that fix lands",
-    )
     async def test_an_unstorable_output_fails_its_step_once(
         self, environment: ConsumerEnvironment
     ) -> None:

@@ -182,7 +182,7 @@ async def test_a_step_message_runs_and_completes_from_bytes_or_an_envelope() -> 
         (
             b'{"v": 1, "flowId": "f", "runId": "r", "stepKey": "a", "stepType": "Echo", '
             b'"seq": 1, "traceContext": "oops"}',
-            "ValueError",
+            "traceContext must be an object",
         ),
     ],
 )
