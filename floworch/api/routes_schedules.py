@@ -44,6 +44,10 @@ async def _info(
     upcoming = state.next_fire_at
     if upcoming is None or upcoming <= now:
         upcoming = next_fire(cron, now, trigger.timezone)
+    active = enabled and not state.paused
+    times = [upcoming] if active else []
+    while active and len(times) < ctx.options.schedule_preview:
+        times.append(next_fire(cron, times[-1], trigger.timezone))
     return ScheduleInfo(
         flow_id=flow.id,
         trigger_key=key,
@@ -52,7 +56,8 @@ async def _info(
         effective_cron=cron,
         timezone=trigger.timezone,
         paused=state.paused,
-        next_fire_at=None if state.paused or not enabled else upcoming,
+        next_fire_at=upcoming if active else None,
+        upcoming=times,
         last_fire_at=state.last_fire_at,
         flow_enabled=enabled,
     )

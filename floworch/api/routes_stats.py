@@ -12,6 +12,7 @@ from floworch.api.bodies import StrictRoute
 from floworch.api.context import context_of
 from floworch.api.models import (
     HourlyCountModel,
+    RunDurationModel,
     StatsModel,
     StatusCountModel,
     StepDurationModel,
@@ -34,7 +35,8 @@ async def stats(
     flow_id: Annotated[str | None, Query(alias="flowId", max_length=200)] = None,
 ) -> StatsModel:
     """Runs by status per flow (runs created in the window), step duration p50/p95 per step
-    (attempts completed in the window) and runs per hour."""
+    (attempts completed in the window), run duration p50/p95 per flow, runs per hour, and the
+    host's count of dead-lettered step messages."""
     ctx = context_of(request)
     window = timedelta(hours=hours)
     if window > ctx.options.max_stats_window:
@@ -62,6 +64,17 @@ async def stats(
             for d in found.step_durations
         ],
         runs_per_hour=[HourlyCountModel(hour=h.hour, count=h.count) for h in found.runs_per_hour],
+        run_durations=[
+            RunDurationModel(
+                flow_id=d.flow_id,
+                count=d.count,
+                p50_ms=_ms(d.p50),
+                p95_ms=_ms(d.p95),
+                max_ms=_ms(d.max),
+            )
+            for d in found.run_durations
+        ],
         webhook_rejections=rejections,
+        dead_lettered=await ctx.dead_letters() if ctx.dead_letters is not None else None,
         sampled=found.sampled,
     )

@@ -40,9 +40,16 @@ async def events(
     since: Annotated[int, Query(ge=0, le=MAX_EVENT_ID, description="Events after this id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     run_id: Annotated[str | None, Query(alias="runId", max_length=100)] = None,
+    tail: Annotated[
+        bool,
+        Query(description="Skip the history: no events, nextAfter is the newest event's id."),
+    ] = False,
 ) -> EventList:
     """Events of every run (or one) after ``since``, in id order; poll with ``nextAfter``."""
-    found = await context_of(request).store.events_since(since, limit=limit, run_id=run_id)
+    store = context_of(request).store
+    if tail:
+        return EventList(events=[], next_after=await store.latest_event_id())
+    found = await store.events_since(since, limit=limit, run_id=run_id)
     last = found[-1].event_id if found else None
     return EventList(events=[event_model(e) for e in found], next_after=last or since)
 

@@ -144,6 +144,11 @@ class WorkerHost:
         """The HTTP server of the API and probes (None without ``health_port``)."""
         return self.http
 
+    async def dead_lettered(self) -> int:
+        """Step and trigger messages this worker dead-lettered since it started."""
+        pumps = [*self.step_pumps.values(), *self.queue_pumps.values()]
+        return sum(p.stats.dead_lettered for p in pumps)
+
     @property
     def client(self) -> Any:
         """The long-lived ``ServiceBusClient``."""
@@ -170,6 +175,7 @@ class WorkerHost:
                 readiness=self.readiness,
                 webhook_secrets=self.settings.webhook_secrets,
                 options=self.settings.api,
+                dead_letters=self.dead_lettered,
             )
             self.http = HttpServer(
                 app, host=self.settings.health_host, port=self.settings.health_port

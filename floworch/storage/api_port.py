@@ -47,8 +47,13 @@ class ApiStore(Store, Protocol):
         Server ids are drawn before commit, so an event may become visible after one with a
         higher id: a consumer that must see everything re-reads a short overlap."""
 
+    async def latest_event_id(self) -> int:
+        """The highest event id so far (0 when the log is empty): where a live view that does
+        not want the history starts reading."""
+
     async def run_stats(self, query: StatsQuery) -> RunStats:
-        """Runs by status per flow, step duration percentiles and runs per hour over a window."""
+        """Runs by status per flow, step duration and run duration percentiles and runs per
+        hour over a window."""
 
     async def record_webhook_delivery(self, delivery: WebhookDelivery) -> bool:
         """Insert-once per (flow, trigger, delivery id): True when this call recorded it."""

@@ -121,6 +121,17 @@ class StepDuration:
 
 
 @dataclass(frozen=True)
+class RunDuration:
+    """Durations (creation to completion) of one flow's runs that finished, over the window."""
+
+    flow_id: str
+    count: int
+    p50: timedelta
+    p95: timedelta
+    max: timedelta
+
+
+@dataclass(frozen=True)
 class HourlyCount:
     """Runs created in one UTC hour."""
 
@@ -135,6 +146,7 @@ class RunStats:
     by_status: list[StatusCount] = field(default_factory=list)
     step_durations: list[StepDuration] = field(default_factory=list)
     runs_per_hour: list[HourlyCount] = field(default_factory=list)
+    run_durations: list[RunDuration] = field(default_factory=list)
     sampled: bool = False
     """True when more rows matched than ``sample_limit``: percentiles cover the newest only."""
 

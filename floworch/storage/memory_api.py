@@ -114,6 +114,9 @@ class MemoryApiMixin:
         found.sort(key=lambda e: e.event_id or 0)
         return found[:limit]
 
+    async def latest_event_id(self) -> int:
+        return max((e.event_id or 0 for log in self._s.events.values() for e in log), default=0)
+
     async def run_stats(self, query: StatsQuery) -> RunStats:
         runs = [
             run
@@ -137,7 +140,7 @@ class MemoryApiMixin:
             key=lambda a: a.completed_at,
             reverse=True,
         )
-        created = sorted((run.created_at for run in runs), reverse=True)
+        created = sorted(runs, key=lambda run: run.created_at, reverse=True)
         sampled = len(attempts) > query.sample_limit or len(created) > query.sample_limit
         rows = [
             (flow_of.get(a.run_id, "?"), a.step_key, a.completed_at - a.started_at)
@@ -147,7 +150,11 @@ class MemoryApiMixin:
         return RunStats(
             by_status=stats.status_counts((f, s, n) for (f, s), n in counts.items()),
             step_durations=stats.step_durations(rows),
-            runs_per_hour=stats.hourly(created[: query.sample_limit]),
+            runs_per_hour=stats.hourly(run.created_at for run in created[: query.sample_limit]),
+            run_durations=stats.run_durations(
+                (run.flow_id, run.created_at, run.completed_at)
+                for run in created[: query.sample_limit]
+            ),
             sampled=sampled,
         )
 

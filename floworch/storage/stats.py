@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from floworch.model.statuses import RunStatus
-from floworch.storage.api_records import HourlyCount, StatusCount, StepDuration
+from floworch.storage.api_records import HourlyCount, RunDuration, StatusCount, StepDuration
 
 
 def nearest_rank(sorted_values: list[timedelta], fraction: float) -> timedelta:
@@ -64,3 +64,27 @@ def status_counts(rows: Iterable[tuple[str, str, int]]) -> list[StatusCount]:
         StatusCount(flow_id, RunStatus(status), int(count))
         for flow_id, status, count in sorted(rows)
     ]
+
+
+def run_durations(
+    rows: Iterable[tuple[str, datetime, datetime | None]],
+) -> list[RunDuration]:
+    """p50/p95/max run duration per flow from ``(flow_id, created_at, completed_at)`` rows
+    (runs still going are left out)."""
+    groups: dict[str, list[timedelta]] = defaultdict(list)
+    for flow_id, created, completed in rows:
+        if completed is not None:
+            groups[flow_id].append(max(completed - created, timedelta(0)))
+    found: list[RunDuration] = []
+    for flow_id, values in sorted(groups.items()):
+        values.sort()
+        found.append(
+            RunDuration(
+                flow_id=flow_id,
+                count=len(values),
+                p50=nearest_rank(values, 0.50),
+                p95=nearest_rank(values, 0.95),
+                max=values[-1],
+            )
+        )
+    return found

@@ -147,11 +147,20 @@ class ApiStoreContract:
         ]
         assert [e.event_id for e in await store.events_since(0, limit=10, run_id="r2")] == [ids[1]]
         assert len(await store.events_since(0, limit=2)) == 2
+        assert await store.latest_event_id() == max(ids)
+
+    async def test_latest_event_id_of_an_empty_log_is_zero(self, store: Any) -> None:
+        assert await store.latest_event_id() == 0
 
     async def test_run_stats_over_a_window(self, store: Any) -> None:
         runs = [
-            _run("a1", T0, status=RunStatus.SUCCEEDED),
-            _run("a2", T0 + timedelta(minutes=70), status=RunStatus.FAILED),
+            _run("a1", T0, status=RunStatus.SUCCEEDED, completed_at=T0 + timedelta(seconds=10)),
+            _run(
+                "a2",
+                T0 + timedelta(minutes=70),
+                status=RunStatus.FAILED,
+                completed_at=T0 + timedelta(minutes=70, seconds=30),
+            ),
             _run("a3", T0 + timedelta(minutes=75), status=RunStatus.SUCCEEDED),
             _run("old", T0 - timedelta(days=2), status=RunStatus.SUCCEEDED),
             _run("b1", T0, flow_id="flow-b"),
@@ -204,6 +213,13 @@ class ApiStoreContract:
             (T0 + timedelta(hours=1), 2),
         ]
         assert found.sampled is False
+        (flow_a,) = found.run_durations  # a3 has no completion time; flow-b's run is going
+        assert (flow_a.flow_id, flow_a.count, flow_a.p50, flow_a.p95) == (
+            "flow-a",
+            2,
+            timedelta(seconds=10),
+            timedelta(seconds=30),
+        )
         one_flow = await store.run_stats(
             StatsQuery(since=window.since, until=window.until, flow_id="flow-b")
         )

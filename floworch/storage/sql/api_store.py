@@ -84,17 +84,23 @@ class SqlApiMixin:
     ) -> list[EventRecord]:
         return [rows.to_event(r) for r in await self._rows(q.events_since(after_id, limit, run_id))]
 
+    async def latest_event_id(self) -> int:
+        async with self._autocommit() as conn:
+            found = (await conn.execute(q.latest_event_id())).scalar()
+        return int(found or 0)
+
     async def run_stats(self, query: StatsQuery) -> RunStats:
         async with self._autocommit() as conn:
             counts = [tuple(r) for r in (await conn.execute(q.status_counts(query))).all()]
-            created = [r[0] for r in (await conn.execute(q.run_created_times(query))).all()]
+            created = [tuple(r) for r in (await conn.execute(q.run_created_times(query))).all()]
             attempts = (await conn.execute(q.attempt_durations(query))).all()
         limit = query.sample_limit
         durations = [(f, k, done - started) for f, k, started, done in attempts[:limit]]
         return RunStats(
             by_status=stats.status_counts((f, s, n) for f, s, n in counts),
             step_durations=stats.step_durations(durations),
-            runs_per_hour=stats.hourly(created[:limit]),
+            runs_per_hour=stats.hourly(c for c, _, _ in created[:limit]),
+            run_durations=stats.run_durations((f, c, done) for c, f, done in created[:limit]),
             sampled=len(created) > limit or len(attempts) > limit,
         )
 

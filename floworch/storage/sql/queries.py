@@ -90,6 +90,11 @@ def newest_run_status(flow_id: str) -> Select[Any]:
     )
 
 
+def latest_event_id() -> Select[Any]:
+    """The highest event id (None when the log is empty)."""
+    return select(func.max(events.c.event_id))
+
+
 def events_since(after_id: int, limit: int, run_id: str | None) -> Select[Any]:
     """Events after an id, in id order, across runs or for one run."""
     where = [events.c.event_id > after_id]
@@ -115,9 +120,10 @@ def status_counts(query: StatsQuery) -> Select[Any]:
 
 
 def run_created_times(query: StatsQuery) -> Select[Any]:
-    """Creation times of the runs in the window, newest first, at most ``sample_limit + 1``."""
+    """``(created_at, flow_id, completed_at)`` of the runs in the window, newest first, at most
+    ``sample_limit + 1``."""
     return (
-        select(runs.c.created_at)
+        select(runs.c.created_at, runs.c.flow_id, runs.c.completed_at)
         .where(*_window(query))
         .order_by(runs.c.created_at.desc())
         .limit(query.sample_limit + 1)
