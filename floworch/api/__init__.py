@@ -3,12 +3,19 @@ Function App. Build it with :func:`create_app`; see docs/api.md."""
 
 from floworch.api.app import create_app, store_probe
 from floworch.api.auth import AuthConfig, AuthMode, Role
-from floworch.api.context import ApiOptions, Readiness, ReadinessProbe, WebhookSecrets
+from floworch.api.context import (
+    ApiOptions,
+    DeadLetterCount,
+    Readiness,
+    ReadinessProbe,
+    WebhookSecrets,
+)
 
 __all__ = [
     "ApiOptions",
     "AuthConfig",
     "AuthMode",
+    "DeadLetterCount",
     "Readiness",
     "ReadinessProbe",
     "Role",

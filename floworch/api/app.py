@@ -1,8 +1,8 @@
 """The application factory: one ASGI app for the worker, ``floworch serve`` and the Function App.
 
 Routes live under ``/api`` (OpenAPI at ``/api/openapi.json``, interactive docs at
-``/api/docs``); ``/healthz``, ``/readyz`` and ``/status`` sit at the root; ``/`` is left free for
-the dashboard.
+``/api/docs``); ``/healthz``, ``/readyz`` and ``/status`` sit at the root; the dashboard is at
+``/`` (its files under ``/assets/``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from floworch.api import (
     routes_webhooks,
 )
 from floworch.api.auth import AuthConfig
-from floworch.api.context import ApiContext, ApiOptions, Readiness, ReadinessProbe
+from floworch.api.context import (
+    ApiContext,
+    ApiOptions,
+    DeadLetterCount,
+    Readiness,
+    ReadinessProbe,
+)
 from floworch.api.problems import UnexpectedErrorMiddleware, install_problem_handlers
 from floworch.api.ratelimit import RateLimiter
 from floworch.api.webhooks import webhook_routes
@@ -52,6 +58,7 @@ def create_app(
     readiness: ReadinessProbe | None = None,
     webhook_secrets: Mapping[tuple[str, str], str] | None = None,
     options: ApiOptions | None = None,
+    dead_letters: DeadLetterCount | None = None,
 ) -> FastAPI:
     """Builds the HTTP API over an engine.
 
@@ -61,7 +68,10 @@ def create_app(
         auth: who may call (``AuthConfig.none()`` only on loopback; hosts decide).
         readiness: ``/readyz``'s probe (default: the store answers).
         webhook_secrets: HMAC secrets by (flow id, trigger key), resolved by the host.
-        options: body limit, stream timings, bulk-cancel limit.
+        options: body limit, stream timings, bulk-cancel limit, whether to serve the
+            dashboard at ``/``.
+        dead_letters: how the host counts dead-lettered step messages (shown by
+            ``/api/stats`` and the dashboard; None: unknown).
 
     Raises:
         TypeError: the engine's store does not implement the control plane's methods.
@@ -90,6 +100,7 @@ def create_app(
         options=opts,
         webhook_secrets=dict(webhook_secrets or {}),
         limiter=RateLimiter(time.monotonic),
+        dead_letters=dead_letters,
     )
     install_problem_handlers(app)
     app.add_middleware(UnexpectedErrorMiddleware)
@@ -103,4 +114,8 @@ def create_app(
         routes_stream,
     ):
         app.include_router(module.router)
+    if opts.dashboard:
+        from floworch.dashboard import mount_dashboard
+
+        mount_dashboard(app)
     return app

@@ -31,6 +31,9 @@ class Readiness:
 ReadinessProbe = Callable[[], Awaitable[Readiness]]
 """Called by ``/readyz`` and ``/status``."""
 
+DeadLetterCount = Callable[[], Awaitable[int | None]]
+"""How many step messages the host's transport has dead-lettered (None: it cannot tell)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ApiOptions:
@@ -46,6 +49,8 @@ class ApiOptions:
         bulk_cancel_limit: the most runs one bulk cancel may cancel.
         max_stats_window: the longest window ``/api/stats`` accepts.
         title: the OpenAPI title.
+        dashboard: serve the web dashboard at ``/``.
+        schedule_preview: how many upcoming fire times a schedule lists.
     """
 
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -55,6 +60,8 @@ class ApiOptions:
     bulk_cancel_limit: int = 1000
     max_stats_window: timedelta = timedelta(days=31)
     title: str = "floworch"
+    dashboard: bool = True
+    schedule_preview: int = 5
 
 
 WebhookSecrets = Mapping[tuple[str, str], str]
@@ -72,6 +79,7 @@ class ApiContext:
     options: ApiOptions
     webhook_secrets: WebhookSecrets
     limiter: RateLimiter
+    dead_letters: DeadLetterCount | None = None
 
 
 def context_of(request: Request) -> ApiContext:

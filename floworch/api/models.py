@@ -48,6 +48,36 @@ class FlowDetail(FlowSummary):
     mermaid: str
 
 
+class GraphNode(ApiModel):
+    key: str = Field(description="The step template: fetch, or each.*.charge inside a ForEach.")
+    step_key: str = Field(description="The key within its scope (charge).")
+    type: str
+    x: float
+    y: float
+    width: float
+    height: float
+    parent: str | None = Field(description="The ForEach group it sits in.")
+    group: bool = Field(description="A ForEach step drawn around its body.")
+    depth: int
+
+
+class GraphEdge(ApiModel):
+    source: str
+    target: str
+    points: list[tuple[float, float]]
+    label: str | None = None
+
+
+class FlowGraph(ApiModel):
+    """The flow's DAG laid out left to right, in SVG user units."""
+
+    flow_id: str
+    width: float
+    height: float
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+
+
 class TriggerStarted(ApiModel):
     run_id: str
     duplicate: bool = Field(description="True when the Idempotency-Key was seen before.")
@@ -65,6 +95,9 @@ class ScheduleInfo(ApiModel):
     timezone: str
     paused: bool
     next_fire_at: datetime | None = None
+    upcoming: list[datetime] = Field(
+        default_factory=list, description="The next few fire times (none while paused)."
+    )
     last_fire_at: datetime | None = None
     flow_enabled: bool
 
@@ -218,6 +251,14 @@ class StepDurationModel(ApiModel):
     max_ms: float
 
 
+class RunDurationModel(ApiModel):
+    flow_id: str
+    count: int
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+
+
 class HourlyCountModel(ApiModel):
     hour: datetime
     count: int
@@ -229,7 +270,14 @@ class StatsModel(ApiModel):
     by_status: list[StatusCountModel]
     step_durations: list[StepDurationModel]
     runs_per_hour: list[HourlyCountModel]
+    run_durations: list[RunDurationModel] = Field(
+        default_factory=list, description="Creation to completion of finished runs, per flow."
+    )
     webhook_rejections: dict[str, int]
+    dead_lettered: int | None = Field(
+        default=None,
+        description="Step messages dead-lettered (as the host counts them; null: unknown).",
+    )
     sampled: bool
 
 

@@ -10,7 +10,16 @@ from floworch.api.auth import Caller, operator, reader
 from floworch.api.bodies import StrictRoute, parse_json, read_limited
 from floworch.api.context import ApiContext, context_of
 from floworch.api.headers import trigger_headers
-from floworch.api.models import FlowDetail, FlowList, FlowSummary, TriggerInfo, TriggerStarted
+from floworch.api.models import (
+    FlowDetail,
+    FlowGraph,
+    FlowList,
+    FlowSummary,
+    GraphEdge,
+    GraphNode,
+    TriggerInfo,
+    TriggerStarted,
+)
 from floworch.api.problems import ProblemError, problem_responses
 from floworch.engine.engine import TriggerResult
 from floworch.model import FlowDefinition, to_mermaid
@@ -72,6 +81,41 @@ async def get_flow(
         **summary.model_dump(),
         manifest=flow.manifest.to_dict(),
         mermaid=to_mermaid(flow.manifest),
+    )
+
+
+@router.get("/{flowId}/graph", response_model=FlowGraph, responses=problem_responses(401, 403, 404))
+async def flow_graph(
+    request: Request, flow_id: FlowId, _: Annotated[Caller, Depends(reader)]
+) -> FlowGraph:
+    """The flow's DAG laid out left to right (ForEach bodies as groups), ready to draw."""
+    from floworch.dashboard.layout import layout_flow
+
+    flow = context_of(request).engine.flows.get(flow_id)
+    drawn = layout_flow(flow.manifest)
+    return FlowGraph(
+        flow_id=flow.id,
+        width=drawn.width,
+        height=drawn.height,
+        nodes=[
+            GraphNode(
+                key=n.key,
+                step_key=n.step_key,
+                type=n.type,
+                x=n.x,
+                y=n.y,
+                width=n.width,
+                height=n.height,
+                parent=n.parent,
+                group=n.group,
+                depth=n.depth,
+            )
+            for n in drawn.nodes
+        ],
+        edges=[
+            GraphEdge(source=e.source, target=e.target, points=list(e.points), label=e.label)
+            for e in drawn.edges
+        ],
     )
 
 

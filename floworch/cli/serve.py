@@ -107,12 +107,23 @@ async def _serve(
         embedded = EmbeddedHost(store=store, flows=flows, handlers=registry)
         await embedded.start()
         try:
-            app = create_app(embedded.engine, auth=auth, webhook_secrets=secrets)
+            dispatcher = embedded.dispatcher
+
+            async def dead_lettered() -> int:
+                return dispatcher.dead_lettered
+
+            app = create_app(
+                embedded.engine,
+                auth=auth,
+                webhook_secrets=secrets,
+                dead_letters=dead_lettered,
+            )
             server = HttpServer(app, host=host, port=port)
             await server.start()
             try:
                 click.echo(
-                    f"floworch serve: {server.url} (API {server.url}/api, docs "
+                    f"floworch serve: {server.url} (dashboard {server.url}/, API "
+                    f"{server.url}/api, docs "
                     f"{server.url}/api/docs; auth {auth.mode.value}); "
                     f"{len(flows)} flow(s); Ctrl-C stops",
                 )
