@@ -21,28 +21,64 @@ timeouts (``timeoutSeconds``) run on real time.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from floworch.cli.loading import flow_files, import_handlers
 from floworch.engine.engine import Engine
 from floworch.engine.flows import FlowRegistry
 from floworch.engine.handlers import HandlerRegistry
 from floworch.engine.ports import ManualClock
 from floworch.engine.views import RunState, StepState
 from floworch.hosting.embedded import EmbeddedHost, EmbeddedSettings
-from floworch.model import FlowDefinition, FlowManifest, load_manifest
+from floworch.model import FlowDefinition, FlowManifest, load_flows_from_path, load_manifest
 from floworch.storage.memory import MemoryStore
 from floworch.storage.port import Store
 
-FlowLike = FlowManifest | FlowDefinition | Mapping[str, Any] | str
+FlowLike = FlowManifest | FlowDefinition | Mapping[str, Any] | str | os.PathLike[str]
+
+
+def _existing_path(source: str | os.PathLike[str]) -> Path | None:
+    try:
+        path = Path(source)
+        return path if path.exists() else None
+    except (OSError, ValueError):  # manifest text too long, or with NUL, for a path
+        return None
+
+
+def _load(
+    flows: Iterable[FlowLike], *, import_handlers_beside: bool
+) -> list[FlowManifest | FlowDefinition]:
+    """The flows, with the handler modules beside manifest paths imported (as floworch run)."""
+    loaded: list[FlowManifest | FlowDefinition] = []
+    for flow in flows:
+        if isinstance(flow, FlowManifest | FlowDefinition):
+            loaded.append(flow)
+            continue
+        path = None if isinstance(flow, Mapping) else _existing_path(flow)
+        if path is None:
+            loaded.append(load_manifest(flow))
+            continue
+        files, handler_files = flow_files(path)
+        if import_handlers_beside:
+            for handler_file in handler_files:
+                import_handlers(str(handler_file))
+        for file in files:
+            loaded.extend(load_flows_from_path(file))
+    return loaded
 
 
 class FlowTestHost:
     """An embedded engine on a memory store (or one you pass) with a manual clock.
 
     Args:
-        flows: manifests (models, dicts, JSON/YAML text or paths) or compiled definitions.
+        flows: manifests (models, dicts, JSON/YAML text), compiled definitions, or paths of
+            manifest files, Python flow files or flow folders, loaded as ``floworch run`` loads
+            them: a ``handlers.py`` beside a manifest (or ``handlers.py`` and ``*_handlers.py``
+            in a folder) is imported when no ``handlers`` registry is given.
         handlers: the handler registry (default: the one ``@floworch.handler`` fills).
         store: a store to use instead of a fresh MemoryStore.
         start: the clock's starting time (default: now).
@@ -58,9 +94,7 @@ class FlowTestHost:
         start: datetime | None = None,
         concurrency: int = 8,
     ) -> None:
-        registry = FlowRegistry(
-            f if isinstance(f, FlowManifest | FlowDefinition) else load_manifest(f) for f in flows
-        )
+        registry = FlowRegistry(_load(flows, import_handlers_beside=handlers is None))
         self.clock = ManualClock(start or datetime.now(UTC))
         self._host = EmbeddedHost(
             store=store or MemoryStore(),

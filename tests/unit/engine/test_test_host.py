@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from floworch.engine.context import StepContext
@@ -65,3 +66,32 @@ async def test_a_signal_reaches_a_run_while_another_branch_runs() -> None:
         assert after.status == "Succeeded" and after.output == 1
         assert (await host.get(run_id)).steps["long"].status == "Running"
         await host.cancel(run_id)
+
+
+HANDLERS = """
+import floworch
+
+
+@floworch.handler("BesideManifest915")
+async def beside(inputs):
+    return {"hello": inputs["name"]}
+"""
+
+MANIFEST = """
+id: beside-915
+version: "1"
+steps:
+  greet:
+    type: BesideManifest915
+    inputs: {name: "@triggerBody()"}
+"""
+
+
+async def test_a_manifest_path_brings_the_handlers_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "handlers.py").write_text(HANDLERS, encoding="utf-8")
+    (tmp_path / "flow.yaml").write_text(MANIFEST, encoding="utf-8")
+    for source in (str(tmp_path / "flow.yaml"), tmp_path / "flow.yaml", str(tmp_path)):
+        async with FlowTestHost([source]) as host:
+            run = await host.wait(await host.trigger("beside-915", body="Ada"))
+        assert run.status == "Succeeded"
+        assert run.steps["greet"].output == {"hello": "Ada"}
