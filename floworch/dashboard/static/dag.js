@@ -91,7 +91,7 @@ export function renderDag(container, graph, {href, label = 'Flow graph'} = {}) {
     if (edge.label) {
       const [[sx, sy], [tx, ty]] = [edge.points[0], edge.points[edge.points.length - 1]];
       edges.append(
-        s('text', {x: (sx + tx) / 2, y: (sy + ty) / 2 - 5, class: 'edge-label', 'text-anchor': 'middle'},
+        s('text', {x: sx + 0.62 * (tx - sx), y: sy + 0.62 * (ty - sy) - 5, class: 'edge-label', 'text-anchor': 'middle'},
           s('title', {}, edge.label), clip(edge.label, 26)),
       );
     }
