@@ -15,7 +15,7 @@ ratios as the median of per-round ratios (``peer seconds / floworch seconds``: a
 floworch is faster). Every run's result is checked, and each store is checked afterwards: every
 floworch step succeeded exactly once (rows, attempt history, handler calls), DBOS's
 operation_outputs rows equal the steps it executed. For floworch's SQL backends it also prints
-SQL statements, commits and pool checkouts per step transition (SQLAlchemy event hooks).
+SQL statements (BEGIN/COMMIT included), commits and connections opened per step transition.
 
 Usage::
 
@@ -145,8 +145,8 @@ def print_tables(records: Records, engines: list[str], workloads: list[str]) -> 
             print(f"| {workload} | " + " | ".join(cells) + " |")
     sql = [e for e in engines if e.startswith("floworch-") and e != "floworch-memory"]
     if sql:
-        print("\n## floworch SQL per step transition (timed runs, SQLAlchemy event hooks)\n")
-        print("| engine | workload | statements | commits | pool checkouts |")
+        print("\n## floworch SQL per step transition (timed runs, the store's counters)\n")
+        print("| engine | workload | statements | commits | connections opened |")
         print("|---|---|---:|---:|---:|")
         for engine in sql:
             for workload in workloads:

@@ -10,8 +10,10 @@ does: an :class:`EmbeddedHost` over the store, ``engine.trigger`` then ``engine.
 After the timed runs it checks, in the store, that every run succeeded, that every step row
 succeeded at attempt 1 with exactly one attempt recorded, and that each handler ran exactly once
 per step (an in-process counter), so a run that skipped or repeated steps fails the record.
-SQL statements, commits and connection checkouts are counted with SQLAlchemy event hooks over
-the timed runs and divided by the number of step transitions.
+SQL statements (``BEGIN`` and ``COMMIT`` included), commits and connections opened are read from
+the store's own counters (``SqlStore.stats``: the adapter runs statements on the drivers'
+connections, not through SQLAlchemy's execution, so SQLAlchemy's event hooks see none of them)
+over the timed runs and divided by the number of step transitions.
 
 Usage (normally through compare.py)::
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateSchema, DropSchema
 
@@ -141,38 +143,34 @@ class Calls:
         return registry
 
 
-@dataclass
 class SqlCounters:
-    """Statements, commits and pool checkouts seen by SQLAlchemy's event hooks."""
+    """Statements, commits and connections the SQL store sent, counted only while a timed run
+    is in flight (not the reconciler's idle ticks between runs)."""
 
-    statements: int = 0
-    commits: int = 0
-    checkouts: int = 0
-    active: bool = False
-    """Counting only while a timed run is in flight (not the reconciler's idle ticks)."""
+    def __init__(self, store: Store) -> None:
+        self._stats: Any = getattr(store, "stats", None)
+        self.statements = self.commits = self.connections = 0
+        self._start: tuple[int, int, int] | None = None
 
+    @property
+    def enabled(self) -> bool:
+        return self._stats is not None
 
-def install_counters(store: Store) -> SqlCounters | None:
-    """Hooks the store's SQLAlchemy engine (None for the memory store)."""
-    engine = getattr(store, "engine", None)
-    if engine is None:
-        return None
-    sync = getattr(engine, "sync_engine", engine)
-    counters = SqlCounters()
+    def _now(self) -> tuple[int, int, int]:
+        s = self._stats
+        return (s.statements, s.commits, s.connections)
 
-    def on_statement(*_: Any) -> None:
-        counters.statements += counters.active
+    def resume(self) -> None:
+        if self.enabled:
+            self._start = self._now()
 
-    def on_commit(*_: Any) -> None:
-        counters.commits += counters.active
-
-    def on_checkout(*_: Any) -> None:
-        counters.checkouts += counters.active
-
-    event.listen(sync, "before_cursor_execute", on_statement)
-    event.listen(sync, "commit", on_commit)
-    event.listen(sync, "checkout", on_checkout)
-    return counters
+    def pause(self) -> None:
+        if self.enabled and self._start is not None:
+            now = self._now()
+            self.statements += now[0] - self._start[0]
+            self.commits += now[1] - self._start[1]
+            self.connections += now[2] - self._start[2]
+            self._start = None
 
 
 async def verify_store(store: Store, run_ids: list[str], steps: int, calls: Calls) -> str:
@@ -209,7 +207,7 @@ async def measure_workload(
     calls = Calls()
     manifest = load_manifest(manifest_for(workload))
     store = await open_store(url)
-    counters = install_counters(store)
+    counters = SqlCounters(store)
     settings_kwargs: dict[str, Any] = {}
     if concurrency is not None:
         settings_kwargs["concurrency"] = concurrency
@@ -239,20 +237,18 @@ async def measure_workload(
             times: list[float] = []
             for _ in range(runs):
                 await asyncio.sleep(pause)
-                if counters is not None:
-                    counters.active = True
+                counters.resume()
                 began = time.perf_counter()
                 run_id, result = await one()
                 times.append(time.perf_counter() - began)
-                if counters is not None:
-                    counters.active = False
+                counters.pause()
                 check_result(workload, result)
                 run_ids.append(run_id)
             transitions = steps * runs
-            if counters is not None:
+            if counters.enabled:
                 record["stmts_per_step"] = round(counters.statements / transitions, 2)
                 record["commits_per_step"] = round(counters.commits / transitions, 2)
-                record["checkouts_per_step"] = round(counters.checkouts / transitions, 2)
+                record["checkouts_per_step"] = round(counters.connections / transitions, 2)
         record["check"] = await verify_store(store, run_ids, steps, calls)
     finally:
         await store.close()

@@ -323,6 +323,27 @@ class StoreContract:
         assert steps[0].status == StepStatus.RUNNING and steps[0].lease_owner == "w1"
         assert steps[0].started_at == T0 and steps[0].lease_expires_at == lease
 
+    async def test_claims_return_their_own_run_and_step_among_many(self, store: Any) -> None:
+        made = [
+            await _new_run(store, "a", "b", trigger_body={"n": n}, created_at=T0 + timedelta(n))
+            for n in range(3)
+        ]
+        lease = T0 + timedelta(seconds=30)
+        for run in reversed(made):
+            for key in ("b", "a"):
+                result = await store.claim_step(
+                    run.run_id, key, 1, owner="w", lease_until=lease, now=T0
+                )
+                assert result.acquired and result.run is not None and result.step is not None
+                assert result.run == run
+                assert (result.step.run_id, result.step.step_key) == (run.run_id, key)
+        # A takeover reads the run as well.
+        later = lease + timedelta(seconds=1)
+        taken = await store.claim_step(
+            made[1].run_id, "a", 1, owner="w2", lease_until=later + timedelta(30), now=later
+        )
+        assert taken.outcome == ClaimOutcome.TAKEN_OVER and taken.run == made[1]
+
     async def test_second_claim_is_refused_while_the_lease_lives(self, store: Any) -> None:
         run = await _new_run(store, "a")
         lease = T0 + timedelta(seconds=30)

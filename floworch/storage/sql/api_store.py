@@ -12,8 +12,6 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from floworch.model.statuses import RunStatus
 from floworch.storage import stats
 from floworch.storage.api_records import (
@@ -31,6 +29,9 @@ from floworch.storage.sql import queries as q
 from floworch.storage.sql import rows
 from floworch.storage.sql import webhooks as wh
 from floworch.storage.sql.api_schema import webhook_deliveries
+from floworch.storage.sql.compiled import adhoc
+from floworch.storage.sql.database import Result, SqlConnection
+from floworch.storage.sql.errors import translating
 from floworch.storage.sql.writes import insert_once
 
 
@@ -52,29 +53,39 @@ def _summary(row: Any) -> RunSummary:
 class SqlApiMixin:
     """Searches, stats and the webhook log over the SQL store's connections."""
 
-    def _autocommit(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    def _connect(self, *, write: bool) -> AbstractAsyncContextManager[SqlConnection]:
         raise NotImplementedError  # provided by SqlStore
 
-    def _begin(self, lock_run: str | None = None) -> AbstractAsyncContextManager[AsyncConnection]:
+    def _write(self) -> AbstractAsyncContextManager[SqlConnection]:
+        raise NotImplementedError  # provided by SqlStore: a connection in a write transaction
+
+    @property
+    def url(self) -> Any:
         raise NotImplementedError  # provided by SqlStore
+
+    async def _run(self, conn: SqlConnection, stmt: Any) -> Result:
+        with translating(self.url):
+            return await conn.execute(adhoc(stmt))
 
     async def _rows(self, stmt: Any) -> list[Any]:
-        async with self._autocommit() as conn:
-            return list((await conn.execute(stmt)).mappings().all())
+        async with self._connect(write=False) as conn:
+            found = await self._run(conn, stmt)
+        return rows.mappings(found.columns, found.rows)
 
     async def search_runs(self, search: RunSearch) -> RunPage:
-        async with self._autocommit() as conn:
-            found = list((await conn.execute(q.search_runs(search))).mappings().all())
-            total = int(await conn.scalar(q.count_runs(search)) or 0)
+        async with self._connect(write=False) as conn:
+            result = await self._run(conn, q.search_runs(search))
+            found = rows.mappings(result.columns, result.rows)
+            total = int((await self._run(conn, q.count_runs(search))).scalar() or 0)
         page = [_summary(r) for r in found[: search.limit]]
         more = len(found) > search.limit
         return RunPage(page, total, page[-1].cursor if more and page else None)
 
     async def last_run_statuses(self, flow_ids: Sequence[str]) -> dict[str, RunStatus]:
         found: dict[str, RunStatus] = {}
-        async with self._autocommit() as conn:
+        async with self._connect(write=False) as conn:
             for flow_id in sorted(set(flow_ids)):
-                status = await conn.scalar(q.newest_run_status(flow_id))
+                status = (await self._run(conn, q.newest_run_status(flow_id))).scalar()
                 if status is not None:
                     found[flow_id] = RunStatus(status)
         return found
@@ -85,15 +96,15 @@ class SqlApiMixin:
         return [rows.to_event(r) for r in await self._rows(q.events_since(after_id, limit, run_id))]
 
     async def latest_event_id(self) -> int:
-        async with self._autocommit() as conn:
-            found = (await conn.execute(q.latest_event_id())).scalar()
+        async with self._connect(write=False) as conn:
+            found = (await self._run(conn, q.latest_event_id())).scalar()
         return int(found or 0)
 
     async def run_stats(self, query: StatsQuery) -> RunStats:
-        async with self._autocommit() as conn:
-            counts = [tuple(r) for r in (await conn.execute(q.status_counts(query))).all()]
-            created = [tuple(r) for r in (await conn.execute(q.run_created_times(query))).all()]
-            attempts = (await conn.execute(q.attempt_durations(query))).all()
+        async with self._connect(write=False) as conn:
+            counts = list((await self._run(conn, q.status_counts(query))).rows)
+            created = list((await self._run(conn, q.run_created_times(query))).rows)
+            attempts = (await self._run(conn, q.attempt_durations(query))).rows
         limit = query.sample_limit
         durations = [(f, k, done - started) for f, k, started, done in attempts[:limit]]
         return RunStats(
@@ -112,8 +123,9 @@ class SqlApiMixin:
             "received_at": delivery.received_at,
             "run_id": delivery.run_id,
         }
-        async with self._begin() as conn:
-            return bool(await insert_once(conn, webhook_deliveries, [values]))
+        async with self._write() as conn:
+            with translating(self.url):
+                return bool(await insert_once(conn, webhook_deliveries, [values]))
 
     async def list_webhook_deliveries(
         self, *, flow_id: str | None = None, limit: int = 50
@@ -130,8 +142,8 @@ class SqlApiMixin:
         ]
 
     async def record_webhook_rejection(self, rejection: WebhookRejection) -> None:
-        async with self._begin() as conn:
-            await conn.execute(wh.insert_rejection(rejection))
+        async with self._write() as conn:
+            await self._run(conn, wh.insert_rejection(rejection))
 
     async def list_webhook_rejections(
         self, *, flow_id: str | None = None, slug: str | None = None, limit: int = 50
@@ -151,15 +163,15 @@ class SqlApiMixin:
         ]
 
     async def count_webhook_rejections(self, *, since: datetime) -> dict[str, int]:
-        async with self._autocommit() as conn:
-            result = await conn.execute(wh.count_rejections(since))
-            return {str(reason): int(count) for reason, count in result.all()}
+        async with self._connect(write=False) as conn:
+            result = await self._run(conn, wh.count_rejections(since))
+        return {str(reason): int(count) for reason, count in result.rows}
 
     async def prune_webhook_log(self, before: datetime) -> int:
-        async with self._begin() as conn:
-            deliveries = await conn.execute(wh.delete_old_deliveries(before))
-            rejections = await conn.execute(wh.delete_old_rejections(before))
-        return int(deliveries.rowcount or 0) + int(rejections.rowcount or 0)
+        async with self._write() as conn:
+            deliveries = await self._run(conn, wh.delete_old_deliveries(before))
+            rejections = await self._run(conn, wh.delete_old_rejections(before))
+        return max(deliveries.rowcount, 0) + max(rejections.rowcount, 0)
 
 
 __all__ = ["SqlApiMixin"]

@@ -22,11 +22,48 @@ LongText = UnicodeText().with_variant(mssql.NVARCHAR(), "mssql")
 """Unbounded text: ``nvarchar(max)`` on SQL Server (never the deprecated ``ntext``)."""
 
 
+def _utc_text(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: floworch stores timezone-aware UTC only")
+    # SQLAlchemy's SQLite storage format, byte for byte: "2026-01-01 12:00:00.000000".
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _utc_from_text(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _utc_aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: floworch stores timezone-aware UTC only")
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _utc_from_driver(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime; refuses naive datetimes on the way in."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    @staticmethod
+    def driver_processors(dialect: Dialect) -> tuple[Any, Any] | None:
+        """(bind, result) processors doing what this type and the dialect's own do, in one step,
+        for the adapter's compiled statements (None: use SQLAlchemy's)."""
+        if dialect.name == "sqlite":
+            return _utc_text, _utc_from_text
+        if dialect.name == "postgresql":
+            return _utc_aware, _utc_from_driver
+        return None
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -57,6 +94,13 @@ class JSONText(TypeDecorator[Any]):
     impl = UnicodeText
     cache_ok = True
 
+    @staticmethod
+    def driver_processors(dialect: Dialect) -> tuple[Any, Any] | None:
+        """(bind, result) processors for the adapter's compiled statements (see UTCDateTime)."""
+        if dialect.name in ("sqlite", "postgresql"):
+            return _json_text, json.loads
+        return None
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "mssql":
             return dialect.type_descriptor(mssql.NVARCHAR())
@@ -65,7 +109,7 @@ class JSONText(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return _json_text(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None:

@@ -1,22 +1,33 @@
 """Applying and checking the schema's Alembic migrations from code (no ``alembic.ini``).
 
 The migration scripts ship inside the package (``floworch/storage/sql/migrations``), so this
-works from an installed wheel. On PostgreSQL an advisory lock serialises workers that start at
-the same time, so only one of them creates the tables.
+works from an installed wheel. Processes that start at the same time on one fresh database must
+not both create the tables: on PostgreSQL a transaction-scoped advisory lock serialises them, on
+SQLite the migration runs inside ``BEGIN IMMEDIATE`` (the file's write lock, taken before the
+schema revision is even read), so the second process waits, then finds nothing to do.
+
+Migrations run on a synchronous SQLAlchemy engine on a worker thread (Alembic is synchronous);
+the coroutines here only wait for it.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import Connection, Engine
 
 from floworch.errors import SchemaVersionError
+from floworch.storage.sql.engine import WRITE_OPTION
 from floworch.storage.sql.errors import describe_url, translating
+
+T = TypeVar("T")
 
 SCRIPT_LOCATION = "floworch.storage.sql:migrations"
 _PG_MIGRATION_LOCK = 0x666C6F77  # "flow": any constant shared by every floworch process
@@ -67,28 +78,43 @@ def _upgrade(connection: Connection, where: str) -> None:
     command.upgrade(migration_config(connection), "head")
 
 
-async def upgrade(engine: AsyncEngine) -> str:
+def _upgrade_sync(engine: Engine) -> None:
+    where = describe_url(engine.url)
+    if engine.dialect.name == "sqlite":
+        # Nothing to do needs no write lock (and works on a read-only file); otherwise look
+        # again under the lock, since another process may have migrated meanwhile.
+        with engine.connect() as conn:
+            if _check_known(conn, where) == head_revision():
+                return
+    # SQLite: WRITE_OPTION makes the transaction start with BEGIN IMMEDIATE (see engine.py).
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        _upgrade(conn, where)
+
+
+def _read_sync(engine: Engine, read: Callable[[Connection], T]) -> T:
+    with engine.connect() as conn:
+        return read(conn)
+
+
+async def upgrade(engine: Engine) -> str:
     """Brings the database to the newest revision; returns it.
 
     Raises:
         SchemaVersionError: the database is at a revision this floworch does not know.
         StorageError: the database failed (unreachable, read-only...).
     """
-    where = describe_url(engine.url)
     with translating(engine.url):
-        async with engine.begin() as conn:
-            await conn.run_sync(_upgrade, where)
+        await asyncio.to_thread(_upgrade_sync, engine)
     return head_revision()
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
+async def current_revision(engine: Engine) -> str | None:
     """The database's revision (None for a database floworch never migrated)."""
     with translating(engine.url):
-        async with engine.connect() as conn:
-            return await conn.run_sync(_current)
+        return await asyncio.to_thread(_read_sync, engine, _current)
 
 
-async def check_schema(engine: AsyncEngine) -> None:
+async def check_schema(engine: Engine) -> None:
     """Refuses a database that is not exactly at the newest revision (``migrate=False``).
 
     Raises:
@@ -96,8 +122,9 @@ async def check_schema(engine: AsyncEngine) -> None:
     """
     where = describe_url(engine.url)
     with translating(engine.url):
-        async with engine.connect() as conn:
-            current = await conn.run_sync(_check_known, where)
+        current = await asyncio.to_thread(
+            _read_sync, engine, lambda conn: _check_known(conn, where)
+        )
     head = head_revision()
     if current != head:
         raise SchemaVersionError(

@@ -6,7 +6,7 @@ little-endian 32-bit integer. pyodbc passes it via ``attrs_before``. A fresh tok
 (azure-identity caches and refreshes it) each time the pool opens a connection; open connections
 stay authenticated after the token expires.
 
-URL: ``mssql+aioodbc://@myserver.database.windows.net/mydb?driver=ODBC+Driver+18+for+SQL+Server``
+URL: ``mssql+pyodbc://@myserver.database.windows.net/mydb?driver=ODBC+Driver+18+for+SQL+Server``
 (no user name = token authentication). Add ``azure_client_id=<id>`` to the query to pick a
 user-assigned managed identity.
 """
@@ -17,8 +17,7 @@ import struct
 from typing import Any, Protocol
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.engine import URL, Engine
 
 SQL_COPT_SS_ACCESS_TOKEN = 1256
 """The msodbcsql pre-connect attribute that carries an access token."""
@@ -67,13 +66,13 @@ def strip_auth_parameters(url: URL) -> URL:
 
 
 def install_entra_token_hook(
-    engine: AsyncEngine, url: URL, credential: TokenCredential | None = None
+    engine: Engine, url: URL, credential: TokenCredential | None = None
 ) -> None:
     """Makes every new connection of ``engine`` authenticate with an Entra access token."""
     client_id = url.query.get(CLIENT_ID_PARAMETER)
     chosen = credential or default_credential(client_id if isinstance(client_id, str) else None)
 
-    @event.listens_for(engine.sync_engine, "do_connect")
+    @event.listens_for(engine, "do_connect")
     def _provide_token(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
         attrs = dict(cparams.get("attrs_before") or {})
         attrs.update(token_connect_attrs(chosen))

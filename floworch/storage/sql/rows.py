@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
-
-from sqlalchemy.engine import RowMapping
 
 from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.records import (
@@ -43,6 +42,16 @@ STEP_FIELDS = (
 """Step columns besides the key, named as on :class:`StepRecord` and :class:`StepChanges`."""
 
 
+def mapping(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    """A result row as a dict by column name."""
+    return dict(zip(columns, row, strict=True))
+
+
+def mappings(columns: Sequence[str], found: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Result rows as dicts by column name."""
+    return [dict(zip(columns, row, strict=True)) for row in found]
+
+
 def run_values(run: RunRecord) -> dict[str, Any]:
     """The column values of a new run row."""
     return {
@@ -66,7 +75,7 @@ def run_values(run: RunRecord) -> dict[str, Any]:
     }
 
 
-def to_run(row: RowMapping) -> RunRecord:
+def to_run(row: Mapping[str, Any]) -> RunRecord:
     """A run row as a record."""
     return RunRecord(
         run_id=row["run_id"],
@@ -108,7 +117,7 @@ def step_change_values(changes: StepChanges) -> dict[str, Any]:
     return values
 
 
-def to_step(row: RowMapping) -> StepRecord:
+def to_step(row: Mapping[str, Any]) -> StepRecord:
     """A step row as a record."""
     values = {name: row[name] for name in STEP_FIELDS}
     values["status"] = StepStatus(values["status"])
@@ -120,7 +129,7 @@ def record_values(record: Any, *, exclude: frozenset[str] = frozenset()) -> dict
     return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in exclude}
 
 
-def to_record(cls: type[R], row: RowMapping, **coerced: Any) -> R:
+def to_record(cls: type[R], row: Mapping[str, Any], **coerced: Any) -> R:
     """A row as a record of ``cls``; ``coerced`` replaces columns that need a conversion."""
     values = {f.name: row[f.name] for f in fields(cls) if f.name not in coerced}  # type: ignore[arg-type]
     return cls(**values, **coerced)
@@ -131,7 +140,7 @@ def attempt_values(attempt: AttemptRecord) -> dict[str, Any]:
     return {**record_values(attempt), "status": str(attempt.status)}
 
 
-def to_attempt(row: RowMapping) -> AttemptRecord:
+def to_attempt(row: Mapping[str, Any]) -> AttemptRecord:
     """An attempt row as a record."""
     return to_record(AttemptRecord, row, status=StepStatus(row["status"]))
 
@@ -141,7 +150,7 @@ def dispatch_values(dispatch: DispatchRecord) -> dict[str, Any]:
     return record_values(dispatch)
 
 
-def to_dispatch(row: RowMapping) -> DispatchRecord:
+def to_dispatch(row: Mapping[str, Any]) -> DispatchRecord:
     """A ledger row as a record."""
     return to_record(DispatchRecord, row)
 
@@ -151,7 +160,7 @@ def waiter_values(waiter: SignalWaiter) -> dict[str, Any]:
     return record_values(waiter)
 
 
-def to_waiter(row: RowMapping) -> SignalWaiter:
+def to_waiter(row: Mapping[str, Any]) -> SignalWaiter:
     """A signal-waiter row as a record."""
     return to_record(SignalWaiter, row)
 
@@ -161,7 +170,7 @@ def event_values(event: EventRecord) -> dict[str, Any]:
     return record_values(event, exclude=frozenset({"event_id"}))
 
 
-def to_event(row: RowMapping) -> EventRecord:
+def to_event(row: Mapping[str, Any]) -> EventRecord:
     """An event row as a record."""
     return to_record(EventRecord, row, event_id=int(row["event_id"]))
 
@@ -171,7 +180,7 @@ def schedule_values(state: ScheduleState) -> dict[str, Any]:
     return record_values(state)
 
 
-def to_schedule(row: RowMapping) -> ScheduleState:
+def to_schedule(row: Mapping[str, Any]) -> ScheduleState:
     """A schedule-state row as a record."""
     return to_record(ScheduleState, row, paused=bool(row["paused"]))
 
@@ -181,6 +190,6 @@ def flow_values(flow: FlowRecord) -> dict[str, Any]:
     return record_values(flow)
 
 
-def to_flow(row: RowMapping) -> FlowRecord:
+def to_flow(row: Mapping[str, Any]) -> FlowRecord:
     """A flow row as a record."""
     return to_record(FlowRecord, row, enabled=bool(row["enabled"]))

@@ -1,27 +1,32 @@
-"""Statement builders for the transaction operations: every SQL statement the adapter issues
-inside a :class:`~floworch.storage.sql.tx.SqlTx` is built by a function here.
+"""Statements of the transaction operations: every statement a :class:`~.tx.SqlTx` issues.
 
-Builders return SQLAlchemy Core statements (compiled per dialect, never SQL strings), so the unit
-tests compile each one for SQL Server, PostgreSQL and SQLite without a server. Builders whose
-SQL depends on the database take ``dialect`` (the SQLAlchemy dialect name): PostgreSQL and SQLite
-get ``INSERT ... ON CONFLICT``; SQL Server gets a plain ``INSERT`` that the caller runs inside a
-savepoint and catches (no ``MERGE``: it is not race-safe without ``HOLDLOCK``).
+Each builder returns a :class:`~floworch.storage.sql.compiled.Stmt`: a key naming the statement's
+shape and a function building the SQLAlchemy Core construct, compiled once per database. Values
+are bind parameters (named below), never literals baked into the shape; a builder's arguments
+only choose the shape (which columns, how many keys). Builders whose SQL depends on the database
+take ``dialect`` (the SQLAlchemy dialect name): PostgreSQL and SQLite get ``INSERT ... ON
+CONFLICT``; SQL Server gets a plain ``INSERT`` that the caller runs inside a savepoint and catches
+(no ``MERGE``: it is not race-safe without ``HOLDLOCK``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Sequence
 
-from sqlalchemy import Delete, Insert, Select, Table, Update, and_, delete, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Executable
 
-from floworch.model.statuses import RunStatus
+from floworch.storage.sql.compiled import Stmt, bp, bp_int, key_in
 from floworch.storage.sql.schema import (
     buffered_signals,
-    claims,
-    cron_fires,
     events,
     flows,
     idempotency_keys,
@@ -33,6 +38,7 @@ from floworch.storage.sql.schema import (
 )
 
 ON_CONFLICT_DIALECTS = frozenset({"postgresql", "sqlite"})
+LIKE_ESCAPE = "/"
 
 
 def primary_key_names(table: Table) -> list[str]:
@@ -40,283 +46,413 @@ def primary_key_names(table: Table) -> list[str]:
     return [column.name for column in table.primary_key.columns]
 
 
-def insert_rows(table: Table) -> Insert:
-    """A plain insert into ``table`` (values come as execute parameters, one dict per row)."""
-    return insert(table)
+def like_prefix(prefix: str) -> str:
+    """A ``LIKE`` pattern matching strings that start with ``prefix`` (wildcards escaped)."""
+    escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return escaped + "%"
 
 
-def insert_ignoring_duplicates(table: Table, dialect: str, *, returning_keys: bool) -> Insert:
-    """Insert-once: rows whose primary key exists are skipped on PostgreSQL and SQLite.
-
-    On SQL Server the statement is a plain insert; the caller catches the duplicate-key error
-    inside a savepoint.
-    """
-    stmt: Insert
-    if dialect == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing(
-            index_elements=primary_key_names(table)
-        )
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=primary_key_names(table))
-    else:
-        stmt = insert(table)
-    if returning_keys and dialect in ON_CONFLICT_DIALECTS:
-        stmt = stmt.returning(*table.primary_key.columns)
-    return stmt
+def _values(table: Table, columns: Sequence[str], suffix: str = "") -> dict[str, object]:
+    return {name: bp(name + suffix, table.c[name]) for name in columns}
 
 
-def upsert_row(table: Table, dialect: str, update_columns: Sequence[str]) -> Insert:
+def insert_rows(table: Table, columns: Sequence[str]) -> Stmt:
+    """A plain insert of ``columns`` (values named as the columns; one parameter set per row)."""
+    cols = tuple(columns)
+    return Stmt(("insert", table.name, cols), lambda: insert(table).values(_values(table, cols)))
+
+
+def insert_ignoring_duplicates(
+    table: Table, dialect: str, columns: Sequence[str], *, rows: int = 1, returning_keys: bool
+) -> Stmt:
+    """Insert-once of ``rows`` rows: rows whose primary key exists are skipped on PostgreSQL and
+    SQLite (values named ``<column>_<row>``). On SQL Server it is a plain one-row insert (values
+    named as the columns); the caller catches the duplicate-key error inside a savepoint."""
+    cols = tuple(columns)
+
+    def build() -> Executable:
+        keys = primary_key_names(table)
+        if dialect not in ON_CONFLICT_DIALECTS:
+            return insert(table).values(_values(table, cols))
+        values = [_values(table, cols, f"_{i}") for i in range(rows)]
+        stmt: postgresql.Insert | sqlite.Insert
+        if dialect == "postgresql":
+            stmt = postgresql.insert(table).values(values)
+        else:
+            stmt = sqlite.insert(table).values(values)
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+        if returning_keys:
+            return stmt.returning(*table.primary_key.columns)
+        return stmt
+
+    return Stmt(("insert_once", table.name, dialect, cols, rows, returning_keys), build)
+
+
+def upsert_row(table: Table, dialect: str, columns: Sequence[str], update: Sequence[str]) -> Stmt:
     """Insert-or-update by primary key for PostgreSQL and SQLite (one statement)."""
-    keys = primary_key_names(table)
-    if dialect == "postgresql":
-        pg = postgresql.insert(table)
-        return pg.on_conflict_do_update(
-            index_elements=keys, set_={name: pg.excluded[name] for name in update_columns}
-        )
-    if dialect == "sqlite":
-        lite = sqlite.insert(table)
+    if dialect not in ON_CONFLICT_DIALECTS:
+        raise ValueError(f"no single-statement upsert on {dialect}; use update_by_key + insert")
+    cols, changed = tuple(columns), tuple(update)
+
+    def build() -> Executable:
+        keys = primary_key_names(table)
+        if dialect == "postgresql":
+            pg = postgresql.insert(table).values(_values(table, cols))
+            return pg.on_conflict_do_update(
+                index_elements=keys, set_={name: pg.excluded[name] for name in changed}
+            )
+        lite = sqlite.insert(table).values(_values(table, cols))
         return lite.on_conflict_do_update(
-            index_elements=keys, set_={name: lite.excluded[name] for name in update_columns}
+            index_elements=keys, set_={name: lite.excluded[name] for name in changed}
         )
-    raise ValueError(f"no single-statement upsert on {dialect}; use update_by_key + insert")
+
+    return Stmt(("upsert", table.name, dialect, cols, changed), build)
 
 
-def update_by_key(table: Table, key: Mapping[str, Any], values: Mapping[str, Any]) -> Update:
-    """``UPDATE table SET values WHERE <primary key> = key`` (first half of an mssql upsert)."""
-    return (
-        update(table)
-        .where(*(table.c[name] == value for name, value in key.items()))
-        .values(**values)
-    )
+def _by_key(table: Table) -> list[ColumnElement[bool]]:
+    return [table.c[name] == bp(f"k_{name}", table.c[name]) for name in primary_key_names(table)]
 
 
-def select_by_key(table: Table, key: Mapping[str, Any]) -> Select[Any]:
-    """Reads one row by its primary key."""
-    return select(table).where(*(table.c[name] == value for name, value in key.items()))
+def update_by_key(table: Table, changed: Sequence[str]) -> Stmt:
+    """``UPDATE table SET <changed> WHERE <primary key>`` (keys named ``k_<column>``)."""
+    cols = tuple(changed)
+
+    def build() -> Executable:
+        return update(table).where(*_by_key(table)).values(_values(table, cols))
+
+    return Stmt(("update_by_key", table.name, cols), build)
+
+
+def select_by_key(table: Table) -> Stmt:
+    """Reads one row by its primary key (keys named ``k_<column>``)."""
+
+    def build() -> Executable:
+        return select(table).where(*_by_key(table))
+
+    return Stmt(("select_by_key", table.name), build)
 
 
 # -- runs -------------------------------------------------------------------------------------
 
 
-def lock_run(run_id: str) -> Update:
-    """Takes the run's row lock: a write every database serialises (and 0 rows = no such run)."""
-    return update(runs).where(runs.c.run_id == run_id).values(lock_version=runs.c.lock_version + 1)
+def lock_run() -> Stmt:
+    """Takes the run's row lock, a write every database serialises, and returns the locked row
+    (0 rows = no such run). Values: ``run_id``."""
+    return _LOCK_RUN
 
 
-def select_run(run_id: str) -> Select[Any]:
-    """Reads one run."""
-    return select(runs).where(runs.c.run_id == run_id)
+_LOCK_RUN = Stmt(
+    "lock_run",
+    lambda: (
+        update(runs)
+        .where(runs.c.run_id == bp("run_id", runs.c.run_id))
+        .values(lock_version=runs.c.lock_version + 1)
+        .returning(*runs.c)
+    ),
+)
 
 
-def update_run(
-    run_id: str,
-    *,
-    status: RunStatus | None,
-    remaining_delta: int,
-    completed_at: datetime | None,
-    cancel_reason: str | None,
-    clear_completed: bool,
-    seq_floor: int | None = None,
-) -> Update:
-    """Changes a run in place (``remaining`` is added in SQL) and returns the new row."""
-    values: dict[str, Any] = {"remaining": runs.c.remaining + remaining_delta}
-    if status is not None:
-        values["status"] = str(status)
-    if completed_at is not None:
-        values["completed_at"] = completed_at
-    if clear_completed:
-        values["completed_at"] = None
-    if cancel_reason is not None:
-        values["cancel_reason"] = cancel_reason
-    if seq_floor is not None:
-        values["seq_floor"] = seq_floor
-    return update(runs).where(runs.c.run_id == run_id).values(**values).returning(*runs.c)
+def select_run() -> Stmt:
+    """Reads one run. Values: ``run_id``."""
+    return _SELECT_RUN
+
+
+_SELECT_RUN = Stmt(
+    "select_run", lambda: select(runs).where(runs.c.run_id == bp("run_id", runs.c.run_id))
+)
+
+
+def update_run(changed: Sequence[str], *, clear_completed: bool) -> Stmt:
+    """Changes a run in place and returns the new row. ``remaining`` is added in SQL (value
+    ``delta``); ``changed`` names the other columns set (values named as the columns)."""
+    cols = tuple(changed)
+
+    def build() -> Executable:
+        values: dict[str, object] = {"remaining": runs.c.remaining + bp_int("delta")}
+        values.update(_values(runs, cols))
+        if clear_completed:
+            values["completed_at"] = None
+        return (
+            update(runs)
+            .where(runs.c.run_id == bp("run_id", runs.c.run_id))
+            .values(values)
+            .returning(*runs.c)
+        )
+
+    return Stmt(("update_run", cols, clear_completed), build)
 
 
 # -- idempotency ------------------------------------------------------------------------------
 
 
-def select_idempotency_owner(flow_id: str, trigger_key: str, key: str) -> Select[Any]:
-    """The run that registered an idempotency key."""
-    return select(idempotency_keys.c.run_id).where(
-        idempotency_keys.c.flow_id == flow_id,
-        idempotency_keys.c.trigger_key == trigger_key,
-        idempotency_keys.c.idempotency_key == key,
-    )
+def select_idempotency_owner() -> Stmt:
+    """The run that registered an idempotency key. Values: ``flow_id``, ``trigger_key``, ``key``."""
+    return _SELECT_IDEMPOTENCY_OWNER
+
+
+_SELECT_IDEMPOTENCY_OWNER = Stmt(
+    "select_idempotency_owner",
+    lambda: select(idempotency_keys.c.run_id).where(
+        idempotency_keys.c.flow_id == bp("flow_id", idempotency_keys.c.flow_id),
+        idempotency_keys.c.trigger_key == bp("trigger_key", idempotency_keys.c.trigger_key),
+        idempotency_keys.c.idempotency_key == bp("key", idempotency_keys.c.idempotency_key),
+    ),
+)
 
 
 # -- steps ------------------------------------------------------------------------------------
 
 
-def select_steps(run_id: str, keys: Collection[str]) -> Select[Any]:
-    """Reads the given steps of a run."""
-    return (
-        select(steps)
-        .where(steps.c.run_id == run_id, steps.c.step_key.in_(list(keys)))
-        .order_by(steps.c.id)
+def select_steps(count: int) -> Stmt:
+    """Reads ``count`` steps of a run. Values: ``run_id``, ``k0`` .. ``k<count-1>``."""
+    return Stmt(
+        ("select_steps", count),
+        lambda: (
+            select(steps)
+            .where(
+                steps.c.run_id == bp("run_id", steps.c.run_id), key_in(steps.c.step_key, "k", count)
+            )
+            .order_by(steps.c.id)
+        ),
     )
 
 
-def select_steps_with_prefix(run_id: str, prefix: str) -> Select[Any]:
-    """Reads the steps whose key starts with ``prefix`` (``LIKE`` with escaped wildcards)."""
-    stmt = select(steps).where(steps.c.run_id == run_id)
-    if prefix:
-        stmt = stmt.where(steps.c.step_key.startswith(prefix, autoescape=True))
-    return stmt.order_by(steps.c.id)
+def select_steps_with_prefix(*, with_prefix: bool) -> Stmt:
+    """Reads the steps whose key matches ``pattern`` (see :func:`like_prefix`), or all steps.
+    Values: ``run_id`` (and ``pattern``)."""
+
+    def build() -> Executable:
+        stmt = select(steps).where(steps.c.run_id == bp("run_id", steps.c.run_id))
+        if with_prefix:
+            pattern = bp("pattern", steps.c.step_key)
+            stmt = stmt.where(steps.c.step_key.like(pattern, escape=LIKE_ESCAPE))
+        return stmt.order_by(steps.c.id)
+
+    return Stmt(("select_steps_with_prefix", with_prefix), build)
 
 
-def select_all_steps(run_id: str) -> Select[Any]:
-    """Every step of a run, in creation order."""
-    return select(steps).where(steps.c.run_id == run_id).order_by(steps.c.id)
+def update_step(changed: Sequence[str], *, expect_seq: bool, expect_statuses: int | None) -> Stmt:
+    """Conditionally changes one step and returns the new row (no row = stale writer). Values:
+    ``run_id``, ``step_key``, the changed columns (named ``v_<column>``), ``expect_seq``, and
+    ``s0`` .. for the expected statuses."""
+    cols = tuple(changed)
+
+    def build() -> Executable:
+        stmt = update(steps).where(
+            steps.c.run_id == bp("run_id", steps.c.run_id),
+            steps.c.step_key == bp("step_key", steps.c.step_key),
+        )
+        if expect_seq:
+            stmt = stmt.where(steps.c.seq == bp("expect_seq", steps.c.seq))
+        if expect_statuses is not None:
+            stmt = stmt.where(key_in(steps.c.status, "s", expect_statuses))
+        values = {name: bp(f"v_{name}", steps.c[name]) for name in cols}
+        return stmt.values(values).returning(*steps.c)
+
+    return Stmt(("update_step", cols, expect_seq, expect_statuses), build)
 
 
-def update_step(
-    run_id: str,
-    step_key: str,
-    values: Mapping[str, Any],
-    *,
-    expect_seq: int | None,
-    expect_statuses: Collection[str] | None,
-) -> Update:
-    """Conditionally changes one step and returns the new row (no row = stale writer)."""
-    stmt = update(steps).where(steps.c.run_id == run_id, steps.c.step_key == step_key)
-    if expect_seq is not None:
-        stmt = stmt.where(steps.c.seq == expect_seq)
-    if expect_statuses is not None:
-        stmt = stmt.where(steps.c.status.in_([str(s) for s in expect_statuses]))
-    return stmt.values(**values).returning(*steps.c)
+def delete_step_rows(table: Table, count: int) -> Stmt:
+    """Deletes rows of ``table`` (steps, claims or waiters) for ``count`` step keys of one run.
+    Values: ``run_id``, ``k0`` ..."""
+    return Stmt(
+        ("delete_step_rows", table.name, count),
+        lambda: delete(table).where(
+            table.c.run_id == bp("run_id", table.c.run_id), key_in(table.c.step_key, "k", count)
+        ),
+    )
 
 
-def delete_step_rows(table: Table, run_id: str, keys: Collection[str]) -> Delete:
-    """Deletes rows of ``table`` (steps, claims or waiters) for some step keys of one run."""
-    return delete(table).where(table.c.run_id == run_id, table.c.step_key.in_(list(keys)))
+def select_attempts(*, one_step: bool) -> Stmt:
+    """Attempt history, oldest first. Values: ``run_id`` (and ``step_key``)."""
 
+    def build() -> Executable:
+        a = step_attempts.c
+        stmt = select(step_attempts).where(a.run_id == bp("run_id", a.run_id))
+        if one_step:
+            stmt = stmt.where(a.step_key == bp("step_key", a.step_key))
+        return stmt.order_by(step_attempts.c.id)
 
-def select_attempts(run_id: str, step_key: str | None) -> Select[Any]:
-    """Attempt history, oldest first."""
-    stmt = select(step_attempts).where(step_attempts.c.run_id == run_id)
-    if step_key is not None:
-        stmt = stmt.where(step_attempts.c.step_key == step_key)
-    return stmt.order_by(step_attempts.c.id)
+    return Stmt(("select_attempts", one_step), build)
 
 
 # -- signals ----------------------------------------------------------------------------------
 
-
-def select_waiters_for_signal(run_id: str, signal_name: str) -> Select[Any]:
-    """The waiters of one signal name, oldest first (the first undelivered one gets it)."""
-    return (
-        select(signal_waiters.c.step_key, signal_waiters.c.delivered_at)
-        .where(signal_waiters.c.run_id == run_id, signal_waiters.c.signal_name == signal_name)
-        .order_by(signal_waiters.c.created_at, signal_waiters.c.step_key)
-    )
+_W = signal_waiters.c
+_B = buffered_signals.c
 
 
-def deliver_to_waiter(run_id: str, step_key: str, payload: Any, now: datetime) -> Update:
-    """Delivers to one waiter only if nothing was delivered yet (the caller checks row count)."""
-    return (
+def select_waiters_for_signal() -> Stmt:
+    """The waiters of one signal name, oldest first. Values: ``run_id``, ``signal_name``."""
+    return _SELECT_WAITERS_FOR_SIGNAL
+
+
+_SELECT_WAITERS_FOR_SIGNAL = Stmt(
+    "select_waiters_for_signal",
+    lambda: (
+        select(_W.step_key, _W.delivered_at)
+        .where(
+            _W.run_id == bp("run_id", _W.run_id),
+            _W.signal_name == bp("signal_name", _W.signal_name),
+        )
+        .order_by(_W.created_at, _W.step_key)
+    ),
+)
+
+
+def deliver_to_waiter() -> Stmt:
+    """Delivers to one waiter only if nothing was delivered yet (the caller checks row count).
+    Values: ``run_id``, ``step_key``, ``payload``, ``now``."""
+    return _DELIVER_TO_WAITER
+
+
+_DELIVER_TO_WAITER = Stmt(
+    "deliver_to_waiter",
+    lambda: (
         update(signal_waiters)
         .where(
-            signal_waiters.c.run_id == run_id,
-            signal_waiters.c.step_key == step_key,
-            signal_waiters.c.delivered_at.is_(None),
+            _W.run_id == bp("run_id", _W.run_id),
+            _W.step_key == bp("step_key", _W.step_key),
+            _W.delivered_at.is_(None),
         )
-        .values(delivered_at=now, payload=payload)
-    )
+        .values(delivered_at=bp("now", _W.delivered_at), payload=bp("payload", _W.payload))
+    ),
+)
 
 
-def select_buffered(run_id: str, signal_name: str) -> Select[Any]:
-    """A buffered signal of that name, consumed or not."""
-    return select(buffered_signals).where(
-        buffered_signals.c.run_id == run_id, buffered_signals.c.signal_name == signal_name
-    )
+def select_buffered() -> Stmt:
+    """A buffered signal of that name, consumed or not. Values: ``run_id``, ``signal_name``."""
+    return _SELECT_BUFFERED
 
 
-def consume_buffered(run_id: str, signal_name: str, now: datetime) -> Update:
-    """Marks a buffered signal consumed if it was not yet (the caller checks row count)."""
-    return (
+_SELECT_BUFFERED = Stmt(
+    "select_buffered",
+    lambda: select(buffered_signals).where(
+        _B.run_id == bp("run_id", _B.run_id), _B.signal_name == bp("signal_name", _B.signal_name)
+    ),
+)
+
+
+def consume_buffered() -> Stmt:
+    """Marks a buffered signal consumed if it was not yet (the caller checks row count).
+    Values: ``run_id``, ``signal_name``, ``now``."""
+    return _CONSUME_BUFFERED
+
+
+_CONSUME_BUFFERED = Stmt(
+    "consume_buffered",
+    lambda: (
         update(buffered_signals)
         .where(
-            buffered_signals.c.run_id == run_id,
-            buffered_signals.c.signal_name == signal_name,
-            buffered_signals.c.consumed_at.is_(None),
+            _B.run_id == bp("run_id", _B.run_id),
+            _B.signal_name == bp("signal_name", _B.signal_name),
+            _B.consumed_at.is_(None),
         )
-        .values(consumed_at=now)
-    )
+        .values(consumed_at=bp("now", _B.consumed_at))
+    ),
+)
 
 
-def select_waiter_created_at(run_id: str, step_key: str) -> Select[Any]:
-    """The creation time of a step's waiter (kept when the step registers again)."""
-    return select(signal_waiters.c.created_at).where(
-        signal_waiters.c.run_id == run_id, signal_waiters.c.step_key == step_key
-    )
+def select_waiter_created_at() -> Stmt:
+    """The creation time of a step's waiter. Values: ``run_id``, ``step_key``."""
+    return _SELECT_WAITER_CREATED_AT
 
 
-def select_waiters(run_id: str) -> Select[Any]:
-    """Every waiter of a run."""
-    return (
+_SELECT_WAITER_CREATED_AT = Stmt(
+    "select_waiter_created_at",
+    lambda: select(_W.created_at).where(
+        _W.run_id == bp("run_id", _W.run_id), _W.step_key == bp("step_key", _W.step_key)
+    ),
+)
+
+
+def select_waiters() -> Stmt:
+    """Every waiter of a run. Values: ``run_id``."""
+    return _SELECT_WAITERS
+
+
+_SELECT_WAITERS = Stmt(
+    "select_waiters",
+    lambda: (
         select(signal_waiters)
-        .where(signal_waiters.c.run_id == run_id)
-        .order_by(signal_waiters.c.created_at, signal_waiters.c.step_key)
-    )
+        .where(_W.run_id == bp("run_id", _W.run_id))
+        .order_by(_W.created_at, _W.step_key)
+    ),
+)
 
 
 # -- events, flows, schedules -----------------------------------------------------------------
 
 
-def select_events(run_id: str, after_id: int, limit: int) -> Select[Any]:
-    """A run's event log from after ``after_id``."""
-    return (
+def select_events() -> Stmt:
+    """A run's event log from after ``after_id``. Values: ``run_id``, ``after_id``, ``limit``."""
+    return _SELECT_EVENTS
+
+
+_SELECT_EVENTS = Stmt(
+    "select_events",
+    lambda: (
         select(events)
-        .where(events.c.run_id == run_id, events.c.event_id > after_id)
+        .where(
+            events.c.run_id == bp("run_id", events.c.run_id),
+            events.c.event_id > bp("after_id", events.c.event_id),
+        )
         .order_by(events.c.event_id)
-        .limit(limit)
-    )
+        .limit(bp_int("limit"))
+    ),
+)
 
 
-def select_flows() -> Select[Any]:
+def select_flows() -> Stmt:
     """Every flow, by id."""
-    return select(flows).order_by(flows.c.flow_id)
+    return _SELECT_FLOWS
 
 
-def set_flow_enabled(flow_id: str, enabled: bool, now: datetime) -> Update:
-    """Enables or disables one flow."""
-    return update(flows).where(flows.c.flow_id == flow_id).values(enabled=enabled, updated_at=now)
+_SELECT_FLOWS = Stmt("select_flows", lambda: select(flows).order_by(flows.c.flow_id))
 
 
-def select_schedule_for_update(flow_id: str, trigger_key: str) -> Select[Any]:
+def set_flow_enabled() -> Stmt:
+    """Enables or disables one flow. Values: ``flow_id``, ``enabled``, ``now``."""
+    return _SET_FLOW_ENABLED
+
+
+_SET_FLOW_ENABLED = Stmt(
+    "set_flow_enabled",
+    lambda: (
+        update(flows)
+        .where(flows.c.flow_id == bp("flow_id", flows.c.flow_id))
+        .values(enabled=bp("enabled", flows.c.enabled), updated_at=bp("now", flows.c.updated_at))
+    ),
+)
+
+
+def select_schedule_for_update() -> Stmt:
     """One schedule state, row-locked until commit: ``FOR UPDATE`` on PostgreSQL, an
     ``UPDLOCK`` table hint on SQL Server (SQLAlchemy renders no FOR UPDATE there); SQLite's
-    write transaction already excludes other writers."""
-    return (
+    write transaction already excludes other writers. Values: ``flow_id``, ``trigger_key``."""
+    return _SELECT_SCHEDULE_FOR_UPDATE
+
+
+_S = schedule_states.c
+_SELECT_SCHEDULE_FOR_UPDATE = Stmt(
+    "select_schedule_for_update",
+    lambda: (
         select(schedule_states)
-        .where(schedule_states.c.flow_id == flow_id, schedule_states.c.trigger_key == trigger_key)
+        .where(
+            _S.flow_id == bp("flow_id", _S.flow_id),
+            _S.trigger_key == bp("trigger_key", _S.trigger_key),
+        )
         .with_hint(schedule_states, "WITH (UPDLOCK, ROWLOCK)", "mssql")
         .with_for_update()
-    )
+    ),
+)
 
 
-def select_schedules() -> Select[Any]:
+def select_schedules() -> Stmt:
     """Every schedule state, by flow and trigger."""
-    return select(schedule_states).order_by(
-        schedule_states.c.flow_id, schedule_states.c.trigger_key
-    )
+    return _SELECT_SCHEDULES
 
 
-def cron_fire_key(flow_id: str, trigger_key: str, fire_time: datetime) -> dict[str, Any]:
-    """The primary key of a cron fire row."""
-    return {"flow_id": flow_id, "trigger_key": trigger_key, "fire_time": fire_time}
-
-
-def claim_key(run_id: str, step_key: str, seq: int) -> dict[str, Any]:
-    """The primary key of a claim (and of a ledger row)."""
-    return {"run_id": run_id, "step_key": step_key, "seq": seq}
-
-
-def claim_conditions(run_id: str, step_key: str, seq: int) -> Any:
-    """``WHERE`` for one claim row."""
-    return and_(claims.c.run_id == run_id, claims.c.step_key == step_key, claims.c.seq == seq)
-
-
-TABLES_WITH_INSERT_ONCE = (claims, cron_fires, idempotency_keys, buffered_signals)
-"""Tables written with :func:`insert_ignoring_duplicates` (besides the dispatch ledger)."""
+_SELECT_SCHEDULES = Stmt(
+    "select_schedules", lambda: select(schedule_states).order_by(_S.flow_id, _S.trigger_key)
+)

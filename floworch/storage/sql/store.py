@@ -1,17 +1,21 @@
-"""``SqlStore``: the store port on SQLAlchemy Core (SQLite, PostgreSQL, SQL Server)."""
+"""``SqlStore``: the store port on SQLite, PostgreSQL and SQL Server.
+
+Statements are SQLAlchemy Core constructs compiled once per database (see
+:mod:`floworch.storage.sql.compiled`) and run on the drivers' own connections (see
+:mod:`floworch.storage.sql.database`). Migrations and tools use a synchronous SQLAlchemy engine
+on the same URL (:attr:`SqlStore.engine`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import URL, Engine
 
 from floworch.errors import RunNotFoundError
 from floworch.model.statuses import RunStatus
@@ -33,24 +37,22 @@ from floworch.storage.sql import rows
 from floworch.storage.sql import scan_statements as sc
 from floworch.storage.sql import statements as st
 from floworch.storage.sql.api_store import SqlApiMixin
-from floworch.storage.sql.claims import ClaimRefused, claim_in, renew_in
-from floworch.storage.sql.engine import (
-    AUTOCOMMIT_OPTION,
-    WRITE_OPTION,
-    SqlStoreOptions,
-    create_engine_for,
-)
+from floworch.storage.sql.claims import claim_on, renew_on
+from floworch.storage.sql.compiled import Stmt
+from floworch.storage.sql.database import NO_VALUES, Database, SqlConnection, SqlStats
+from floworch.storage.sql.engine import SqlStoreOptions, create_database, create_sync_engine
 from floworch.storage.sql.errors import is_retryable, translating
-from floworch.storage.sql.schema import RUN_CHILD_TABLES, flows, runs, schedule_states
+from floworch.storage.sql.schema import RUN_CHILD_TABLES, flows, runs
 from floworch.storage.sql.tx import SqlTx
+from floworch.storage.sql.urls import read_only_sqlite_url
 from floworch.storage.sql.writes import insert_once, upsert
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRIES = 3
-_MARK_CHUNK = 300
-"""Ledger keys per ``mark_dispatched`` statement (three bind parameters each)."""
+_FLOW_COLUMNS = ("version", "manifest", "enabled", "updated_at")
+_KEYS_PER_STATEMENT = 300
+"""Keys per ``IN`` list (three bind parameters each for ledger keys)."""
 
 
 class SqlStore(SqlApiMixin):
@@ -63,24 +65,44 @@ class SqlStore(SqlApiMixin):
     primary keys and conditional updates, not from isolation levels.
     """
 
-    def __init__(self, engine: AsyncEngine, url: URL) -> None:
-        self._engine = engine
+    def __init__(
+        self,
+        database: Database,
+        url: URL,
+        options: SqlStoreOptions | None = None,
+        *,
+        read_only: bool = False,
+    ) -> None:
+        self._db = database
         self._url = url
-        self._dialect = engine.dialect.name
-        self._write = engine.execution_options(**{WRITE_OPTION: True})
-        if self._dialect == "sqlite":
-            self._auto = engine.execution_options(**{AUTOCOMMIT_OPTION: True})
-        else:
-            self._auto = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._options = options or SqlStoreOptions()
+        self._dialect = database.dialect.name
+        self._engine: Engine | None = None
+        self.read_only = read_only
 
     @classmethod
-    def from_url(cls, url: URL, options: SqlStoreOptions | None = None) -> SqlStore:
-        """Creates a store (and its connection pool) for an async-driver URL; no I/O yet."""
-        return cls(create_engine_for(url, options or SqlStoreOptions()), url)
+    def from_url(
+        cls, url: URL, options: SqlStoreOptions | None = None, *, read_only: bool = False
+    ) -> SqlStore:
+        """Creates a store for a driver URL (see :func:`~.urls.to_driver_url`); no I/O yet.
+
+        With ``read_only`` the store never writes: a SQLite file is opened with ``mode=ro`` (so
+        it is neither created nor altered), a PostgreSQL session is read-only.
+        """
+        chosen = options or SqlStoreOptions()
+        if read_only and url.get_backend_name() == "sqlite":
+            url = read_only_sqlite_url(url)
+        database = create_database(url, chosen, read_only=read_only)
+        return cls(database, url, chosen, read_only=read_only)
 
     @property
-    def engine(self) -> AsyncEngine:
-        """The SQLAlchemy engine (for migrations, benchmarks and tests)."""
+    def engine(self) -> Engine:
+        """A synchronous SQLAlchemy engine on the same database (migrations, tools, tests).
+
+        The store itself does not use it; it opens connections only when used.
+        """
+        if self._engine is None:
+            self._engine = create_sync_engine(self._url, self._options, pooled=False)
         return self._engine
 
     @property
@@ -88,42 +110,63 @@ class SqlStore(SqlApiMixin):
         """The database URL (render it with ``hide_password=True``)."""
         return self._url
 
-    # -- transactions --------------------------------------------------------------------------
+    @property
+    def database(self) -> Database:
+        """Where the store's connections come from."""
+        return self._db
+
+    @property
+    def stats(self) -> SqlStats:
+        """Statements, commits and connections so far (the benchmark divides them by steps)."""
+        return self._db.stats
+
+    # -- connections and transactions ----------------------------------------------------------
 
     @asynccontextmanager
-    async def _begin(self, lock_run: str | None = None) -> AsyncIterator[AsyncConnection]:
+    async def _connect(self, *, write: bool) -> AsyncIterator[SqlConnection]:
+        """A connection from the database, with errors of getting it translated."""
+        manager = self._db.connection(write=write)
         with translating(self._url):
-            conn = await self._write.connect()
+            conn = await manager.__aenter__()
         try:
+            yield conn
+        except BaseException as exc:
+            if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await manager.__aexit__(None, None, None)
+
+    @asynccontextmanager
+    async def _begin(self, lock_run: str | None = None) -> AsyncIterator[SqlTx]:
+        async with self._connect(write=True) as conn:
             with translating(self._url):
                 await conn.begin()
+            try:
+                locked: RunRecord | None = None
                 if lock_run is not None:
-                    locked = await conn.execute(st.lock_run(lock_run))
-                    if locked.rowcount == 0:
+                    with translating(self._url):
+                        found = await conn.execute(st.lock_run(), {"run_id": lock_run})
+                    row = found.first()
+                    if row is None:
                         raise RunNotFoundError(lock_run)
-            yield conn
+                    locked = rows.to_run(rows.mapping(found.columns, row))
+                yield SqlTx(conn, self._url, locked)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.rollback()
+                raise
             with translating(self._url):
                 await conn.commit()
-        finally:
-            await self._close(conn)
-
-    async def _close(self, conn: AsyncConnection) -> None:
-        # Closing rolls back whatever did not commit. A dead connection may fail to close; the
-        # error that killed it is already on its way to the caller, which is the useful one.
-        try:
-            await conn.close()
-        except (sa_exc.SQLAlchemyError, OSError) as exc:
-            log.debug("closing a failed connection to %s: %s", self._url.host, exc)
 
     @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        with translating(self._url):
-            async with self._auto.connect() as conn:
-                yield conn
+    async def _write(self) -> AsyncIterator[SqlConnection]:
+        """A connection inside a write transaction (committed when the block ends normally)."""
+        async with self._begin() as tx:
+            yield tx._conn
 
     def transaction(self) -> AbstractAsyncContextManager[StoreTx]:
         """Opens a write transaction; it commits when the block ends normally."""
-        return self._tx(None)
+        return self._begin(None)
 
     def run_transaction(self, run_id: str) -> AbstractAsyncContextManager[StoreTx]:
         """Opens a transaction that first takes the run's row lock.
@@ -131,12 +174,7 @@ class SqlStore(SqlApiMixin):
         Raises:
             RunNotFoundError: the run does not exist.
         """
-        return self._tx(run_id)
-
-    @asynccontextmanager
-    async def _tx(self, lock_run: str | None) -> AsyncIterator[StoreTx]:
-        async with self._begin(lock_run=lock_run) as conn:
-            yield SqlTx(conn, self._url)
+        return self._begin(run_id)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Runs a self-contained transaction again when it lost a deadlock or serialisation."""
@@ -152,8 +190,11 @@ class SqlStore(SqlApiMixin):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
-        """Closes every pooled connection."""
-        await self._engine.dispose()
+        """Closes every connection."""
+        await self._db.close()
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
 
     # -- flows ---------------------------------------------------------------------------------
 
@@ -161,36 +202,34 @@ class SqlStore(SqlApiMixin):
         values = rows.flow_values(flow)
 
         async def attempt() -> FlowRecord:
-            async with self._begin() as conn:
+            async with self._begin() as tx:
+                conn = tx._conn
                 if keep_enabled:
                     if not await insert_once(conn, flows, [values]):
-                        changes = {k: values[k] for k in ("version", "manifest", "updated_at")}
-                        await conn.execute(
-                            st.update_by_key(flows, {"flow_id": flow.flow_id}, changes)
-                        )
+                        changed = ("version", "manifest", "updated_at")
+                        changes = {k: values[k] for k in changed} | {"k_flow_id": flow.flow_id}
+                        await conn.execute(st.update_by_key(flows, changed), changes)
                 else:
                     await upsert(
                         conn, flows, values, ("version", "manifest", "enabled", "updated_at")
                     )
-                row = await conn.execute(st.select_by_key(flows, {"flow_id": flow.flow_id}))
-                return rows.to_flow(row.mappings().one())
+                found = await conn.execute(st.select_by_key(flows), {"k_flow_id": flow.flow_id})
+                return rows.to_flow(rows.mapping(found.columns, found.rows[0]))
 
         return await self._retrying(attempt)
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
-        async with self._autocommit() as conn:
-            row = (await conn.execute(st.select_by_key(flows, {"flow_id": flow_id}))).mappings()
-            found = row.first()
-        return None if found is None else rows.to_flow(found)
+        found = await self._fetch(st.select_by_key(flows), {"k_flow_id": flow_id})
+        return rows.to_flow(found[0]) if found else None
 
     async def list_flows(self) -> list[FlowRecord]:
-        async with self._autocommit() as conn:
-            result = await conn.execute(st.select_flows())
-            return [rows.to_flow(r) for r in result.mappings()]
+        return [rows.to_flow(r) for r in await self._fetch(st.select_flows())]
 
     async def set_flow_enabled(self, flow_id: str, enabled: bool, now: datetime) -> bool:
-        async with self._autocommit() as conn:
-            result = await conn.execute(st.set_flow_enabled(flow_id, enabled, now))
+        values = {"flow_id": flow_id, "enabled": enabled, "now": now}
+        async with self._connect(write=True) as conn:
+            with translating(self._url):
+                result = await conn.execute(st.set_flow_enabled(), values)
         return bool(result.rowcount == 1)
 
     # -- claims --------------------------------------------------------------------------------
@@ -206,13 +245,10 @@ class SqlStore(SqlApiMixin):
         now: datetime,
     ) -> ClaimResult:
         async def attempt() -> ClaimResult:
-            try:
-                async with self._begin() as conn:
-                    return await claim_in(
-                        conn, run_id, step_key, seq, owner=owner, lease_until=lease_until, now=now
-                    )
-            except ClaimRefused as refused:
-                return ClaimResult(refused.outcome)
+            async with self._connect(write=True) as conn:
+                return await claim_on(
+                    conn, run_id, step_key, seq, owner=owner, lease_until=lease_until, now=now
+                )
 
         return await self._retrying(attempt)
 
@@ -220,11 +256,8 @@ class SqlStore(SqlApiMixin):
         self, run_id: str, step_key: str, seq: int, owner: str, lease_until: datetime
     ) -> RunStatus | None:
         async def attempt() -> RunStatus | None:
-            try:
-                async with self._begin() as conn:
-                    return await renew_in(conn, run_id, step_key, seq, owner, lease_until)
-            except ClaimRefused:
-                return None
+            async with self._connect(write=True) as conn:
+                return await renew_on(conn, run_id, step_key, seq, owner, lease_until)
 
         return await self._retrying(attempt)
 
@@ -233,59 +266,92 @@ class SqlStore(SqlApiMixin):
     ) -> None:
         if not keys:
             return
-        async with self._autocommit() as conn:
-            if self._dialect in st.ON_CONFLICT_DIALECTS:
-                for start in range(0, len(keys), _MARK_CHUNK):
-                    chunk = keys[start : start + _MARK_CHUNK]
-                    await conn.execute(sc.mark_dispatched_in(chunk, sent_at))
-            else:
-                params = [
-                    {"k_run": r, "k_step": s, "k_seq": q, "k_sent": sent_at} for r, s, q in keys
-                ]
-                await conn.execute(sc.mark_dispatched_each(), params)
+        async with self._connect(write=True) as conn:
+            with translating(self._url):
+                if self._dialect in st.ON_CONFLICT_DIALECTS:
+                    for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+                        chunk = keys[start : start + _KEYS_PER_STATEMENT]
+                        values: dict[str, Any] = {"sent_at": sent_at}
+                        for i, (run_id, step_key, seq) in enumerate(chunk):
+                            values.update({f"r{i}": run_id, f"s{i}": step_key, f"q{i}": seq})
+                        await conn.execute(sc.mark_dispatched_in(len(chunk)), values)
+                else:
+                    params = [
+                        {"run_id": r, "step_key": s, "seq": q, "sent_at": sent_at}
+                        for r, s, q in keys
+                    ]
+                    await conn.execute_many(sc.mark_dispatched_each(), params)
 
     # -- reads ---------------------------------------------------------------------------------
 
-    async def _fetch(self, stmt: Any) -> list[Any]:
-        async with self._autocommit() as conn:
-            return list((await conn.execute(stmt)).mappings().all())
+    async def _fetch(
+        self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES
+    ) -> list[dict[str, Any]]:
+        async with self._connect(write=False) as conn:
+            with translating(self._url):
+                result = await conn.execute(stmt, values)
+        return rows.mappings(result.columns, result.rows)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        found = await self._fetch(st.select_run(run_id))
+        found = await self._fetch(st.select_run(), {"run_id": run_id})
         return rows.to_run(found[0]) if found else None
 
+    def _run_query(self, query: RunQuery) -> tuple[dict[str, Any], dict[str, Any]]:
+        statuses = sorted(str(s) for s in query.statuses)
+        shape = {
+            "flow": query.flow_id is not None,
+            "statuses": len(statuses),
+            "after": query.created_after is not None,
+            "before": query.created_before is not None,
+        }
+        values: dict[str, Any] = {f"st{i}": s for i, s in enumerate(statuses)}
+        values.update(
+            flow_id=query.flow_id,
+            created_after=query.created_after,
+            created_before=query.created_before,
+        )
+        return shape, values
+
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        return [rows.to_run(r) for r in await self._fetch(sc.select_runs(query))]
+        shape, values = self._run_query(query)
+        values.update(limit=query.limit, offset=query.offset)
+        return [rows.to_run(r) for r in await self._fetch(sc.select_runs(**shape), values)]
 
     async def count_runs(self, query: RunQuery) -> int:
-        async with self._autocommit() as conn:
-            return int(await conn.scalar(sc.count_runs(query)) or 0)
+        shape, values = self._run_query(query)
+        found = await self._fetch(sc.count_runs(**shape), values)
+        return int(next(iter(found[0].values())) or 0) if found else 0
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
-        return [rows.to_step(r) for r in await self._fetch(st.select_all_steps(run_id))]
+        stmt = st.select_steps_with_prefix(with_prefix=False)
+        return [rows.to_step(r) for r in await self._fetch(stmt, {"run_id": run_id})]
 
     async def get_attempts(self, run_id: str, step_key: str | None = None) -> list[AttemptRecord]:
-        return [rows.to_attempt(r) for r in await self._fetch(st.select_attempts(run_id, step_key))]
+        stmt = st.select_attempts(one_step=step_key is not None)
+        found = await self._fetch(stmt, {"run_id": run_id, "step_key": step_key})
+        return [rows.to_attempt(r) for r in found]
 
     async def get_outputs(self, run_id: str, keys: Collection[str]) -> dict[str, StepRecord]:
         if not keys:
             return {}
-        found = await self._fetch(st.select_steps(run_id, keys))
-        return {r["step_key"]: rows.to_step(r) for r in found}
+        async with self._connect(write=False) as conn:
+            return await SqlTx(conn, self._url).get_steps(run_id, keys)
 
     async def list_events(
         self, run_id: str, *, after_id: int = 0, limit: int = 1000
     ) -> list[EventRecord]:
-        return [
-            rows.to_event(r) for r in await self._fetch(st.select_events(run_id, after_id, limit))
-        ]
+        values = {"run_id": run_id, "after_id": after_id, "limit": limit}
+        return [rows.to_event(r) for r in await self._fetch(st.select_events(), values)]
 
     async def list_waiters(self, run_id: str) -> list[SignalWaiter]:
-        return [rows.to_waiter(r) for r in await self._fetch(st.select_waiters(run_id))]
+        found = await self._fetch(st.select_waiters(), {"run_id": run_id})
+        return [rows.to_waiter(r) for r in found]
 
     async def get_schedule_state(self, flow_id: str, trigger_key: str) -> ScheduleState | None:
-        key = {"flow_id": flow_id, "trigger_key": trigger_key}
-        found = await self._fetch(st.select_by_key(schedule_states, key))
+        from floworch.storage.sql.schema import schedule_states
+
+        values = {"k_flow_id": flow_id, "k_trigger_key": trigger_key}
+        found = await self._fetch(st.select_by_key(schedule_states), values)
         return rows.to_schedule(found[0]) if found else None
 
     async def list_schedule_states(self) -> list[ScheduleState]:
@@ -301,40 +367,47 @@ class SqlStore(SqlApiMixin):
         sent_stuck_before: datetime,
         limit: int,
     ) -> list[DispatchRecord]:
+        values = {
+            "unsent_grace_until": unsent_grace_until,
+            "sent_stuck_before": sent_stuck_before,
+            "limit": limit,
+        }
+
         async def attempt() -> list[DispatchRecord]:
-            async with self._begin() as conn:
-                await conn.execute(sc.delete_settled_dispatches())
-                result = await conn.execute(
-                    sc.select_due_dispatches(
-                        unsent_grace_until=unsent_grace_until,
-                        sent_stuck_before=sent_stuck_before,
-                        limit=limit,
-                    )
-                )
-                return [rows.to_dispatch(r) for r in result.mappings()]
+            async with self._begin() as tx:
+                await tx._conn.execute(sc.delete_settled_dispatches())
+                result = await tx._conn.execute(sc.select_due_dispatches(), values)
+                return [rows.to_dispatch(r) for r in rows.mappings(result.columns, result.rows)]
 
         return await self._retrying(attempt)
 
     async def expired_leases(self, now: datetime, *, limit: int) -> list[StepRecord]:
-        return [rows.to_step(r) for r in await self._fetch(sc.select_expired_leases(now, limit))]
+        found = await self._fetch(sc.select_expired_leases(), {"now": now, "limit": limit})
+        return [rows.to_step(r) for r in found]
 
     async def runs_past_timeout(self, now: datetime, *, limit: int) -> list[RunRecord]:
-        return [rows.to_run(r) for r in await self._fetch(sc.select_runs_past_timeout(now, limit))]
+        found = await self._fetch(sc.select_runs_past_timeout(), {"now": now, "limit": limit})
+        return [rows.to_run(r) for r in found]
 
     async def unfinished_runs(self, *, limit: int, after_run_id: str = "") -> list[RunRecord]:
-        found = await self._fetch(sc.select_unfinished_runs(limit, after_run_id))
-        return [rows.to_run(r) for r in found]
+        values = {"after_run_id": after_run_id, "limit": limit}
+        return [rows.to_run(r) for r in await self._fetch(sc.select_unfinished_runs(), values)]
 
     # -- retention -----------------------------------------------------------------------------
 
     async def prune_runs(self, completed_before: datetime, *, batch_size: int) -> int:
+        values = {"completed_before": completed_before, "limit": batch_size}
+
         async def attempt() -> int:
-            async with self._begin() as conn:
-                result = await conn.execute(sc.select_prunable_runs(completed_before, batch_size))
-                doomed = [row[0] for row in result]
-                if doomed:
+            async with self._begin() as tx:
+                conn = tx._conn
+                found = await conn.execute(sc.select_prunable_runs(), values)
+                doomed = [row[0] for row in found.rows]
+                for start in range(0, len(doomed), _KEYS_PER_STATEMENT):
+                    chunk = doomed[start : start + _KEYS_PER_STATEMENT]
+                    keyed = {f"r{i}": run_id for i, run_id in enumerate(chunk)}
                     for table in (*RUN_CHILD_TABLES, runs):
-                        await conn.execute(sc.delete_by_runs(table, doomed))
+                        await conn.execute(sc.delete_by_runs(table, len(chunk)), keyed)
                 return len(doomed)
 
         return await self._retrying(attempt)

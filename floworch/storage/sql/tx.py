@@ -1,4 +1,9 @@
-"""``SqlTx``: the store port's transaction operations over one SQLAlchemy async connection."""
+"""``SqlTx``: the store port's transaction operations over one connection in a transaction.
+
+A run this transaction locked, inserted or updated is kept as the database returned it (the
+row lock or the insert keeps others from changing it until commit), so ``get_run`` of that run
+costs no statement: the engine reads the run right after taking its lock.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from floworch.errors import RunNotFoundError
 from floworch.model.statuses import RunStatus
@@ -26,11 +30,13 @@ from floworch.storage.records import (
 from floworch.storage.sql import rows
 from floworch.storage.sql import schema as t
 from floworch.storage.sql import statements as st
+from floworch.storage.sql.database import SqlConnection
 from floworch.storage.sql.errors import translating
-from floworch.storage.sql.writes import insert_once, upsert
+from floworch.storage.sql.writes import insert_once, insert_rows, upsert
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_KEYS_PER_STATEMENT = 500
 
 
 def translated(
@@ -56,6 +62,12 @@ _SCHEDULE_COLUMNS = (
     "pending_sequence_number",
     "updated_at",
 )
+_WAITER_COLUMNS = ("signal_name", "created_at", "expires_at", "delivered_at", "payload")
+_RUN_FIELDS = ("status", "completed_at", "cancel_reason", "seq_floor")
+
+
+def _keyed(prefix: str, keys: Sequence[str]) -> dict[str, str]:
+    return {f"{prefix}{i}": key for i, key in enumerate(keys)}
 
 
 class SqlTx:
@@ -65,20 +77,26 @@ class SqlTx:
     commits; nothing here commits or rolls back by itself.
     """
 
-    def __init__(self, conn: AsyncConnection, url: URL) -> None:
+    def __init__(self, conn: SqlConnection, url: URL, locked: RunRecord | None = None) -> None:
         self._conn = conn
         self._url = url
+        self._runs: dict[str, RunRecord] = {} if locked is None else {locked.run_id: locked}
 
     # -- runs ----------------------------------------------------------------------------------
 
     @translated
     async def insert_run(self, run: RunRecord) -> None:
-        await self._conn.execute(st.insert_rows(t.runs), rows.run_values(run))
+        await insert_rows(self._conn, t.runs, [rows.run_values(run)])
+        self._runs[run.run_id] = run
 
     @translated
     async def get_run(self, run_id: str) -> RunRecord | None:
-        row = (await self._conn.execute(st.select_run(run_id))).mappings().first()
-        return None if row is None else rows.to_run(row)
+        known = self._runs.get(run_id)
+        if known is not None:
+            return known
+        found = await self._conn.execute(st.select_run(), {"run_id": run_id})
+        row = found.first()
+        return None if row is None else rows.to_run(rows.mapping(found.columns, row))
 
     @translated
     async def update_run(
@@ -92,19 +110,24 @@ class SqlTx:
         clear_completed: bool = False,
         seq_floor: int | None = None,
     ) -> RunRecord:
-        stmt = st.update_run(
-            run_id,
-            status=status,
-            remaining_delta=remaining_delta,
-            completed_at=completed_at,
-            cancel_reason=cancel_reason,
-            clear_completed=clear_completed,
-            seq_floor=seq_floor,
-        )
-        row = (await self._conn.execute(stmt)).mappings().first()
+        values: dict[str, Any] = {"run_id": run_id, "delta": remaining_delta}
+        if seq_floor is not None:
+            values["seq_floor"] = seq_floor
+        if status is not None:
+            values["status"] = str(status)
+        if completed_at is not None and not clear_completed:
+            values["completed_at"] = completed_at
+        if cancel_reason is not None:
+            values["cancel_reason"] = cancel_reason
+        changed = tuple(name for name in _RUN_FIELDS if name in values)
+        stmt = st.update_run(changed, clear_completed=clear_completed)
+        found = await self._conn.execute(stmt, values)
+        row = found.first()
         if row is None:
             raise RunNotFoundError(run_id)
-        return rows.to_run(row)
+        run = rows.to_run(rows.mapping(found.columns, row))
+        self._runs[run_id] = run
+        return run
 
     # -- idempotency ---------------------------------------------------------------------------
 
@@ -121,30 +144,41 @@ class SqlTx:
         }
         if await insert_once(self._conn, t.idempotency_keys, [row]):
             return None
-        owner = await self._conn.scalar(st.select_idempotency_owner(flow_id, trigger_key, key))
+        values = {"flow_id": flow_id, "trigger_key": trigger_key, "key": key}
+        owner = (await self._conn.execute(st.select_idempotency_owner(), values)).scalar()
         return str(owner)
 
     # -- steps ---------------------------------------------------------------------------------
 
     @translated
     async def insert_steps(self, steps: Sequence[StepRecord]) -> None:
-        if steps:
-            await self._conn.execute(
-                st.insert_rows(t.steps), [rows.step_values(step) for step in steps]
-            )
+        await insert_rows(self._conn, t.steps, [rows.step_values(step) for step in steps])
 
     @translated
     async def get_steps(self, run_id: str, keys: Collection[str]) -> dict[str, StepRecord]:
-        if not keys:
-            return {}
-        result = await self._conn.execute(st.select_steps(run_id, keys))
-        return {row["step_key"]: rows.to_step(row) for row in result.mappings()}
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, StepRecord] = {}
+        for start in range(0, len(wanted), _KEYS_PER_STATEMENT):
+            chunk = wanted[start : start + _KEYS_PER_STATEMENT]
+            values = {"run_id": run_id, **_keyed("k", chunk)}
+            result = await self._conn.execute(st.select_steps(len(chunk)), values)
+            for row in rows.mappings(result.columns, result.rows):
+                found[row["step_key"]] = rows.to_step(row)
+        return found
 
     @translated
     async def get_steps_with_prefix(self, run_id: str, prefix: str) -> list[StepRecord]:
-        result = await self._conn.execute(st.select_steps_with_prefix(run_id, prefix))
+        values: dict[str, Any] = {"run_id": run_id}
+        if prefix:
+            values["pattern"] = st.like_prefix(prefix)
+        stmt = st.select_steps_with_prefix(with_prefix=bool(prefix))
+        result = await self._conn.execute(stmt, values)
         # LIKE may be case-insensitive on some collations; the prefix test here is exact.
-        return [rows.to_step(r) for r in result.mappings() if r["step_key"].startswith(prefix)]
+        return [
+            rows.to_step(r)
+            for r in rows.mappings(result.columns, result.rows)
+            if r["step_key"].startswith(prefix)
+        ]
 
     @translated
     async def update_step(
@@ -156,33 +190,43 @@ class SqlTx:
         expect_seq: int | None = None,
         expect_statuses: Collection[str] | None = None,
     ) -> StepRecord | None:
-        values = rows.step_change_values(changes)
-        if not values:
+        changed = rows.step_change_values(changes)
+        if not changed:
             # Nothing to write: still honour the expectations by reading the row.
-            found = await self.get_steps(run_id, [step_key])
-            step = found.get(step_key)
+            step = (await self.get_steps(run_id, [step_key])).get(step_key)
             if step is None or (expect_seq is not None and step.seq != expect_seq):
                 return None
             if expect_statuses is not None and step.status not in expect_statuses:
                 return None
             return step
-        stmt = st.update_step(
-            run_id, step_key, values, expect_seq=expect_seq, expect_statuses=expect_statuses
-        )
-        row = (await self._conn.execute(stmt)).mappings().first()
-        return None if row is None else rows.to_step(row)
+        names = tuple(sorted(changed))
+        values: dict[str, Any] = {"run_id": run_id, "step_key": step_key}
+        values.update((f"v_{name}", changed[name]) for name in names)
+        statuses = None
+        if expect_seq is not None:
+            values["expect_seq"] = expect_seq
+        if expect_statuses is not None:
+            wanted = [str(s) for s in expect_statuses]
+            statuses = len(wanted)
+            values.update(_keyed("s", wanted))
+        stmt = st.update_step(names, expect_seq=expect_seq is not None, expect_statuses=statuses)
+        result = await self._conn.execute(stmt, values)
+        row = result.first()
+        return None if row is None else rows.to_step(rows.mapping(result.columns, row))
 
     @translated
     async def delete_steps(self, run_id: str, keys: Collection[str]) -> None:
-        if not keys:
-            return
-        # Claims first: claim_step writes claims before steps, so the same order avoids deadlocks.
-        for table in (t.claims, t.signal_waiters, t.steps):
-            await self._conn.execute(st.delete_step_rows(table, run_id, keys))
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), _KEYS_PER_STATEMENT):
+            chunk = wanted[start : start + _KEYS_PER_STATEMENT]
+            values = {"run_id": run_id, **_keyed("k", chunk)}
+            # Claims of the first schema revision go too, then waiters, then the steps.
+            for table in (t.claims, t.signal_waiters, t.steps):
+                await self._conn.execute(st.delete_step_rows(table, len(chunk)), values)
 
     @translated
     async def insert_attempt(self, attempt: AttemptRecord) -> None:
-        await self._conn.execute(st.insert_rows(t.step_attempts), rows.attempt_values(attempt))
+        await insert_rows(self._conn, t.step_attempts, [rows.attempt_values(attempt)])
 
     # -- dispatch ledger -----------------------------------------------------------------------
 
@@ -196,24 +240,25 @@ class SqlTx:
 
     @translated
     async def register_waiter(self, waiter: SignalWaiter) -> JSON | None:
-        buffered = (
-            (await self._conn.execute(st.select_buffered(waiter.run_id, waiter.signal_name)))
-            .mappings()
-            .first()
-        )
-        if buffered is not None and buffered["consumed_at"] is None:
+        key = {"run_id": waiter.run_id, "signal_name": waiter.signal_name}
+        found = await self._conn.execute(st.select_buffered(), key)
+        buffered = rows.mappings(found.columns, found.rows)
+        if buffered and buffered[0]["consumed_at"] is None:
             consumed = await self._conn.execute(
-                st.consume_buffered(waiter.run_id, waiter.signal_name, waiter.created_at)
+                st.consume_buffered(), {**key, "now": waiter.created_at}
             )
             if consumed.rowcount == 1:
                 values = rows.waiter_values(waiter)
-                values.update(delivered_at=waiter.created_at, payload=buffered["payload"])
+                values.update(delivered_at=waiter.created_at, payload=buffered[0]["payload"])
                 await upsert(self._conn, t.signal_waiters, values, _WAITER_COLUMNS)
-                return {"payload": buffered["payload"]}
+                return {"payload": buffered[0]["payload"]}
         values = rows.waiter_values(waiter)
-        existing = await self._conn.scalar(
-            st.select_waiter_created_at(waiter.run_id, waiter.step_key)
-        )
+        existing = (
+            await self._conn.execute(
+                st.select_waiter_created_at(),
+                {"run_id": waiter.run_id, "step_key": waiter.step_key},
+            )
+        ).scalar()
         if existing is not None:
             # Registering again keeps the original creation time (idempotent re-registration).
             values["created_at"] = existing
@@ -225,13 +270,16 @@ class SqlTx:
         self, run_id: str, signal_name: str, payload: JSON, now: datetime
     ) -> tuple[str, str | None]:
         waiters = (
-            await self._conn.execute(st.select_waiters_for_signal(run_id, signal_name))
-        ).all()
+            await self._conn.execute(
+                st.select_waiters_for_signal(), {"run_id": run_id, "signal_name": signal_name}
+            )
+        ).rows
         delivered_key: str | None = None
         for step_key, delivered_at in waiters:
             if delivered_at is None:
                 result = await self._conn.execute(
-                    st.deliver_to_waiter(run_id, step_key, payload, now)
+                    st.deliver_to_waiter(),
+                    {"run_id": run_id, "step_key": step_key, "payload": payload, "now": now},
                 )
                 if result.rowcount == 1:
                     return SignalOutcome.DELIVERED, step_key
@@ -251,27 +299,24 @@ class SqlTx:
 
     @translated
     async def remove_waiter(self, run_id: str, step_key: str) -> None:
-        await self._conn.execute(st.delete_step_rows(t.signal_waiters, run_id, [step_key]))
+        values = {"run_id": run_id, "k0": step_key}
+        await self._conn.execute(st.delete_step_rows(t.signal_waiters, 1), values)
 
     # -- events --------------------------------------------------------------------------------
 
     @translated
     async def append_events(self, events: Sequence[EventRecord]) -> None:
-        if events:
-            await self._conn.execute(
-                st.insert_rows(t.events), [rows.event_values(event) for event in events]
-            )
+        await insert_rows(self._conn, t.events, [rows.event_values(event) for event in events])
 
     # -- schedules -----------------------------------------------------------------------------
 
     @translated
     async def get_schedule_state(self, flow_id: str, trigger_key: str) -> ScheduleState | None:
-        found = (
-            (await self._conn.execute(st.select_schedule_for_update(flow_id, trigger_key)))
-            .mappings()
-            .first()
+        found = await self._conn.execute(
+            st.select_schedule_for_update(), {"flow_id": flow_id, "trigger_key": trigger_key}
         )
-        return rows.to_schedule(found) if found else None
+        row = found.first()
+        return rows.to_schedule(rows.mapping(found.columns, row)) if row else None
 
     @translated
     async def put_schedule_state(self, state: ScheduleState) -> None:
@@ -281,8 +326,10 @@ class SqlTx:
     async def record_cron_fire(
         self, flow_id: str, trigger_key: str, fire_time: datetime, run_id: str | None
     ) -> bool:
-        row = st.cron_fire_key(flow_id, trigger_key, fire_time) | {"run_id": run_id}
+        row = {
+            "flow_id": flow_id,
+            "trigger_key": trigger_key,
+            "fire_time": fire_time,
+            "run_id": run_id,
+        }
         return bool(await insert_once(self._conn, t.cron_fires, [row]))
-
-
-_WAITER_COLUMNS = ("signal_name", "created_at", "expires_at", "delivered_at", "payload")

@@ -1,6 +1,7 @@
 """Race-safe write patterns shared by the transaction and the store: insert-once and upsert.
 
-PostgreSQL and SQLite do both in one statement (``ON CONFLICT``). SQL Server has no such clause
+PostgreSQL and SQLite do both in one statement (``ON CONFLICT``); an insert-once of many rows is
+one multi-row statement per chunk, returning the keys it inserted. SQL Server has no such clause
 (and ``MERGE`` races without ``HOLDLOCK``), so there a plain ``INSERT`` runs inside a savepoint
 and a duplicate-key error is caught: the transaction survives and the answer is "already there".
 """
@@ -12,12 +13,14 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from floworch.storage.sql import statements as st
+from floworch.storage.sql.database import SqlConnection
 
 # SQL Server: 2627 = primary key / unique constraint violation, 2601 = unique index violation.
 _MSSQL_DUPLICATE_CODES = ("(2627)", "(2601)")
+_CHUNK_VALUES = 2000
+"""Bind values per multi-row statement (SQLite allows 32766, PostgreSQL 65535)."""
 
 
 def is_duplicate_key(exc: sa_exc.IntegrityError, dialect: str) -> bool:
@@ -32,8 +35,19 @@ def _key_of(table: Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(row[name] for name in st.primary_key_names(table))
 
 
+async def insert_rows(conn: SqlConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """A plain insert of ``rows`` (all with the same columns)."""
+    if not rows:
+        return
+    stmt = st.insert_rows(table, tuple(rows[0]))
+    if len(rows) == 1:
+        await conn.execute(stmt, rows[0])
+    else:
+        await conn.execute_many(stmt, rows)
+
+
 async def insert_once(
-    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    conn: SqlConnection, table: Table, rows: Sequence[Mapping[str, Any]]
 ) -> list[int]:
     """Inserts the rows whose primary key is new; returns the indexes of the rows inserted.
 
@@ -42,71 +56,65 @@ async def insert_once(
     """
     if not rows:
         return []
-    dialect = conn.dialect.name
-    if dialect in st.ON_CONFLICT_DIALECTS:
-        stmt = st.insert_ignoring_duplicates(table, dialect, returning_keys=True)
-        params = [dict(row) for row in rows]
-        result = await conn.execute(stmt, params[0] if len(params) == 1 else params)
-        inserted = {tuple(r) for r in result.all()}
-        fresh: list[int] = []
-        for index, row in enumerate(rows):
-            key = _key_of(table, row)
-            if key in inserted:
-                inserted.discard(key)  # a key repeated in the batch counts once
-                fresh.append(index)
-        return fresh
-    return await _insert_once_catching(conn, table, rows)
+    dialect = conn.dialect_name
+    if dialect not in st.ON_CONFLICT_DIALECTS:
+        return await _insert_once_catching(conn, table, rows)
+    columns = tuple(rows[0])
+    per_chunk = max(1, _CHUNK_VALUES // len(columns))
+    inserted: set[tuple[Any, ...]] = set()
+    for start in range(0, len(rows), per_chunk):
+        chunk = rows[start : start + per_chunk]
+        stmt = st.insert_ignoring_duplicates(
+            table, dialect, columns, rows=len(chunk), returning_keys=True
+        )
+        values = {f"{name}_{i}": row[name] for i, row in enumerate(chunk) for name in columns}
+        result = await conn.execute(stmt, values)
+        inserted.update(result.rows)
+    fresh: list[int] = []
+    for index, row in enumerate(rows):
+        key = _key_of(table, row)
+        if key in inserted:
+            inserted.discard(key)  # a key repeated in the batch counts once
+            fresh.append(index)
+    return fresh
 
 
 async def _insert_once_catching(
-    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    conn: SqlConnection, table: Table, rows: Sequence[Mapping[str, Any]]
 ) -> list[int]:
-    dialect = conn.dialect.name
-    stmt = st.insert_ignoring_duplicates(table, dialect, returning_keys=False)
-    keys = [_key_of(table, row) for row in rows]
-    if len(rows) > 1 and len(set(keys)) == len(keys):
-        # Fast path: one batched insert; only if it hits a duplicate fall back to row by row.
-        try:
-            async with conn.begin_nested():
-                await conn.execute(stmt, [dict(row) for row in rows])
-            return list(range(len(rows)))
-        except sa_exc.IntegrityError as exc:
-            if not is_duplicate_key(exc, dialect):
-                raise
+    stmt = st.insert_ignoring_duplicates(
+        table, conn.dialect_name, tuple(rows[0]), returning_keys=False
+    )
     fresh: list[int] = []
     seen: set[tuple[Any, ...]] = set()
     for index, row in enumerate(rows):
-        if keys[index] in seen:
+        key = _key_of(table, row)
+        if key in seen:
             continue
-        seen.add(keys[index])
-        try:
-            async with conn.begin_nested():
-                await conn.execute(stmt, dict(row))
+        seen.add(key)
+        if await conn.insert_or_duplicate(stmt, row):
             fresh.append(index)
-        except sa_exc.IntegrityError as exc:
-            if not is_duplicate_key(exc, dialect):
-                raise
     return fresh
 
 
 async def upsert(
-    conn: AsyncConnection,
+    conn: SqlConnection,
     table: Table,
     row: Mapping[str, Any],
     update_columns: Sequence[str],
 ) -> None:
     """Inserts ``row``, or updates ``update_columns`` of the row with the same primary key."""
-    dialect = conn.dialect.name
+    dialect = conn.dialect_name
     if dialect in st.ON_CONFLICT_DIALECTS:
-        await conn.execute(st.upsert_row(table, dialect, update_columns), dict(row))
+        await conn.execute(st.upsert_row(table, dialect, tuple(row), update_columns), row)
         return
-    key = {name: row[name] for name in st.primary_key_names(table)}
-    values = {name: row[name] for name in update_columns}
+    keys = {f"k_{name}": row[name] for name in st.primary_key_names(table)}
+    values = {name: row[name] for name in update_columns} | keys
     for _ in range(3):
-        result = await conn.execute(st.update_by_key(table, key, values))
+        result = await conn.execute(st.update_by_key(table, update_columns), values)
         if result.rowcount:
             return
         if await insert_once(conn, table, [row]):
             return
         # Lost an insert race to a concurrent writer: its row exists now, so update it.
-    raise sa_exc.IntegrityError("upsert kept losing races", None, Exception(str(key)))
+    raise sa_exc.IntegrityError("upsert kept losing races", None, Exception(str(keys)))

@@ -21,7 +21,7 @@ from sqlalchemy.schema import CreateSchema, DropSchema
 from floworch.storage.sql import migrate
 from floworch.storage.sql.schema import metadata
 from floworch.storage.sql.store import SqlStore
-from floworch.storage.sql.urls import to_async_url
+from floworch.storage.sql.urls import to_driver_url
 
 PG_SERVER_URL = os.environ.get(
     "FLOWORCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -82,7 +82,7 @@ def pg_migrated_url(pg_schema_factory: object) -> str:
     url: str = pg_schema_factory()  # type: ignore[operator]
 
     async def up() -> None:
-        store = SqlStore.from_url(to_async_url(url))
+        store = SqlStore.from_url(to_driver_url(url))
         try:
             await migrate.upgrade(store.engine)
         finally:
@@ -94,15 +94,15 @@ def pg_migrated_url(pg_schema_factory: object) -> str:
 
 async def empty_tables(store: SqlStore) -> None:
     """Deletes every row (children first) so each test starts from an empty store."""
-    async with store.engine.begin() as conn:
+    with store.engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
-            await conn.execute(delete(table))
+            conn.execute(delete(table))
 
 
 @pytest.fixture
 async def pg_store(pg_migrated_url: str) -> AsyncIterator[SqlStore]:
     """An empty SQL store on PostgreSQL."""
-    store = SqlStore.from_url(to_async_url(pg_migrated_url))
+    store = SqlStore.from_url(to_driver_url(pg_migrated_url))
     await empty_tables(store)
     yield store
     await store.close()

@@ -16,7 +16,7 @@ from floworch.storage.factory import open_store
 from floworch.storage.sql import migrate
 from floworch.storage.sql.schema import metadata
 from floworch.storage.sql.store import SqlStore
-from floworch.storage.sql.urls import to_async_url
+from floworch.storage.sql.urls import to_driver_url
 
 alembic_version = Table("alembic_version", MetaData(), Column("version_num", String(32)))
 
@@ -31,14 +31,14 @@ def _tables(connection: Connection) -> set[str]:
 
 
 async def _migrate_and_diff(url: str) -> None:
-    store = SqlStore.from_url(to_async_url(url))
+    store = SqlStore.from_url(to_driver_url(url))
     try:
         assert await migrate.current_revision(store.engine) is None
         assert await migrate.upgrade(store.engine) == migrate.head_revision()
         assert await migrate.current_revision(store.engine) == migrate.head_revision()
-        async with store.engine.connect() as conn:
-            assert await conn.run_sync(_diff) == []
-            tables = await conn.run_sync(_tables)
+        with store.engine.connect() as conn:
+            assert _diff(conn) == []
+            tables = _tables(conn)
         assert {t.name for t in metadata.sorted_tables} <= tables
         # Upgrading again is a no-op.
         assert await migrate.upgrade(store.engine) == migrate.head_revision()
@@ -56,10 +56,10 @@ async def test_postgres_migrations_match_the_metadata(pg_schema_factory: Callabl
 
 
 async def _set_revision(url: str, revision: str) -> None:
-    store = SqlStore.from_url(to_async_url(url))
+    store = SqlStore.from_url(to_driver_url(url))
     try:
-        async with store.engine.begin() as conn:
-            await conn.execute(update(alembic_version).values(version_num=revision))
+        with store.engine.begin() as conn:
+            conn.execute(update(alembic_version).values(version_num=revision))
     finally:
         await store.close()
 

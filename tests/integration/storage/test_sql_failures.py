@@ -16,9 +16,11 @@ from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.factory import open_store
 from floworch.storage.memory import MemoryStore
 from floworch.storage.records import RunRecord, StepRecord
+from floworch.storage.sql.postgres_db import PgConnection
+from floworch.storage.sql.sqlite_db import SqliteConnection, SqliteDatabase
 from floworch.storage.sql.store import SqlStore
 from floworch.storage.sql.tx import SqlTx
-from floworch.storage.sql.urls import default_database_url, to_async_url
+from floworch.storage.sql.urls import default_database_url, to_driver_url
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
@@ -66,13 +68,14 @@ async def test_memory_url_gives_the_memory_store() -> None:
     assert isinstance(await open_store(None), MemoryStore)
 
 
-def test_urls_map_to_async_drivers(tmp_path: Path) -> None:
-    assert to_async_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
-    assert to_async_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
-    assert to_async_url("postgres://u@h/db").drivername == "postgresql+psycopg"
-    assert to_async_url("mssql+pyodbc://@s/db?driver=x").drivername == "mssql+aioodbc"
+def test_urls_map_to_floworch_drivers(tmp_path: Path) -> None:
+    assert to_driver_url("sqlite:///x.db").drivername == "sqlite+pysqlite"
+    assert to_driver_url("sqlite+aiosqlite:///x.db").drivername == "sqlite+pysqlite"
+    assert to_driver_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert to_driver_url("postgres://u@h/db").drivername == "postgresql+psycopg"
+    assert to_driver_url("mssql+aioodbc://@s/db?driver=x").drivername == "mssql+pyodbc"
     default = default_database_url(tmp_path)
-    assert default == f"sqlite+aiosqlite:///{tmp_path.resolve()}/.floworch/floworch.db"
+    assert default == f"sqlite:///{tmp_path.resolve()}/.floworch/floworch.db"
 
 
 async def test_the_default_sqlite_directory_is_created(tmp_path: Path) -> None:
@@ -82,12 +85,14 @@ async def test_the_default_sqlite_directory_is_created(tmp_path: Path) -> None:
 
 
 async def test_sqlite_pragmas_are_applied(sqlite_store: SqlStore) -> None:
-    async with sqlite_store.engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        cursor = await raw.driver_connection.execute("PRAGMA journal_mode")  # type: ignore[union-attr]
-        assert (await cursor.fetchone())[0] == "wal"
-        cursor = await raw.driver_connection.execute("PRAGMA foreign_keys")  # type: ignore[union-attr]
-        assert (await cursor.fetchone())[0] == 1
+    database = sqlite_store.database
+    assert isinstance(database, SqliteDatabase)
+    for write in (True, False):
+        async with database.connection(write=write) as conn:
+            assert isinstance(conn, SqliteConnection)
+            assert conn.raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert conn.raw.execute("PRAGMA foreign_keys").fetchone() == (1,)
+            assert conn.raw.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
 
 
 async def test_read_only_sqlite_file_gives_a_clear_error(sqlite_url: str, tmp_path: Path) -> None:
@@ -173,9 +178,11 @@ async def test_dropped_connection_mid_transaction(pg_store: SqlStore) -> None:
         async with pg_store.run_transaction("r") as tx:
             await tx.update_run("r", remaining_delta=-1)
             assert isinstance(tx, SqlTx)
-            pid = await tx._conn.scalar(select(func.pg_backend_pid()))
-            async with pg_store.engine.connect() as killer:
-                assert await killer.scalar(select(func.pg_terminate_backend(pid)))
+            conn = tx._conn
+            assert isinstance(conn, PgConnection)
+            pid = conn.raw.info.backend_pid
+            with pg_store.engine.connect() as killer:
+                assert killer.scalar(select(func.pg_terminate_backend(pid)))
             await tx.update_run("r", remaining_delta=-1)
     # Nothing committed was lost, nothing uncommitted leaked, and the store still works.
     run = await pg_store.get_run("r")

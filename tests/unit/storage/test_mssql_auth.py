@@ -6,8 +6,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from floworch.storage.sql.mssql_auth import (
     AZURE_SQL_SCOPE,
@@ -49,18 +49,18 @@ def test_connect_attrs_carry_a_fresh_token_for_the_sql_scope() -> None:
     assert credential.scopes == [(AZURE_SQL_SCOPE,)]
 
 
-async def test_every_new_connection_gets_a_token() -> None:
+def test_every_new_connection_gets_a_token() -> None:
     url = make_url(
-        "mssql+aioodbc://@srv.database.windows.net/db"
+        "mssql+pyodbc://@srv.database.windows.net/db"
         "?driver=ODBC+Driver+18+for+SQL+Server&azure_client_id=abc"
     )
     assert "azure_client_id" not in strip_auth_parameters(url).query
-    engine = create_async_engine(strip_auth_parameters(url))
+    engine = create_engine(strip_auth_parameters(url))
     credential = FakeCredential()
     install_entra_token_hook(engine, url, credential)
     for expected in ("tok-1", "tok-2"):
         cparams: dict[str, Any] = {"dsn": "x"}
-        dialect = engine.sync_engine.dialect
+        dialect = engine.dialect
         dialect.dispatch.do_connect(dialect, None, [], cparams)
         assert cparams["attrs_before"] == {1256: pack_access_token(expected)}
-    await engine.dispose()
+    engine.dispose()

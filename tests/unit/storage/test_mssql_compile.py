@@ -4,21 +4,29 @@ PostgreSQL and SQLite, so dialect mistakes show up without a server."""
 from __future__ import annotations
 
 import inspect
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.dialects import mssql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from floworch.model.statuses import RunStatus, StepStatus
-from floworch.storage.records import RunQuery
 from floworch.storage.sql import scan_statements as sc
 from floworch.storage.sql import statements as st
-from floworch.storage.sql.schema import dispatches, flows, metadata, schedule_states, signal_waiters
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from floworch.storage.sql.compiled import Stmt, compile_statement
+from floworch.storage.sql.schema import (
+    buffered_signals,
+    claims,
+    cron_fires,
+    dispatches,
+    flows,
+    idempotency_keys,
+    metadata,
+    runs,
+    schedule_states,
+    signal_waiters,
+)
 
 
 def _sql_server_2019() -> Dialect:
@@ -34,108 +42,86 @@ DIALECTS: dict[str, Dialect] = {
     "postgresql": postgresql.dialect(),
     "sqlite": sqlite.dialect(),
 }
-STEP_VALUES = {"status": "Running", "output": {"x": 1}, "completed_at": T0, "lease_owner": None}
+STEP_FIELDS = ("status", "output", "completed_at", "lease_owner")
+QUERY_SHAPES = (
+    {"flow": True, "statuses": 2, "after": True, "before": True},
+    {"flow": False, "statuses": 0, "after": False, "before": False},
+)
 
 
-def _samples(dialect: str) -> dict[str, list[Any]]:
+def _samples(dialect: str) -> dict[str, list[Stmt]]:
     """One or more statements per builder; the keys name the builders they cover."""
-    query = RunQuery(
-        flow_id="f",
-        statuses=frozenset({RunStatus.RUNNING, RunStatus.FAILED}),
-        created_after=T0,
-        created_before=T0,
-        limit=10,
-        offset=20,
-    )
-    samples: dict[str, list[Any]] = {
-        "insert_rows": [st.insert_rows(table) for table in metadata.sorted_tables],
-        "update_by_key": [st.update_by_key(flows, {"flow_id": "f"}, {"version": "2"})],
-        "select_by_key": [st.select_by_key(schedule_states, {"flow_id": "f", "trigger_key": "t"})],
-        "lock_run": [st.lock_run("r")],
-        "select_run": [st.select_run("r")],
+    tables = metadata.sorted_tables
+    samples: dict[str, list[Stmt]] = {
+        "insert_rows": [st.insert_rows(table, [c.name for c in table.c]) for table in tables],
+        "update_by_key": [st.update_by_key(flows, ["version"])],
+        "select_by_key": [st.select_by_key(schedule_states)],
+        "lock_run": [st.lock_run()],
+        "select_run": [st.select_run()],
         "update_run": [
-            st.update_run(
-                "r",
-                status=RunStatus.SUCCEEDED,
-                remaining_delta=-1,
-                completed_at=T0,
-                cancel_reason="x",
-                clear_completed=False,
-            ),
-            st.update_run(
-                "r",
-                status=None,
-                remaining_delta=0,
-                completed_at=None,
-                cancel_reason=None,
-                clear_completed=True,
-            ),
+            st.update_run(("status", "completed_at", "cancel_reason"), clear_completed=False),
+            st.update_run((), clear_completed=True),
         ],
-        "select_idempotency_owner": [st.select_idempotency_owner("f", "t", "k")],
-        "select_steps": [st.select_steps("r", ["a", "b"])],
+        "select_idempotency_owner": [st.select_idempotency_owner()],
+        "select_steps": [st.select_steps(2)],
         "select_steps_with_prefix": [
-            st.select_steps_with_prefix("r", "each_1%."),
-            st.select_steps_with_prefix("r", ""),
+            st.select_steps_with_prefix(with_prefix=True),
+            st.select_steps_with_prefix(with_prefix=False),
         ],
-        "select_all_steps": [st.select_all_steps("r")],
         "update_step": [
-            st.update_step("r", "a", STEP_VALUES, expect_seq=1, expect_statuses=None),
-            st.update_step(
-                "r", "a", STEP_VALUES, expect_seq=None, expect_statuses=[StepStatus.PENDING]
-            ),
+            st.update_step(STEP_FIELDS, expect_seq=True, expect_statuses=None),
+            st.update_step(STEP_FIELDS, expect_seq=False, expect_statuses=2),
         ],
-        "delete_step_rows": [st.delete_step_rows(signal_waiters, "r", ["a"])],
-        "select_attempts": [st.select_attempts("r", None), st.select_attempts("r", "a")],
-        "select_waiters_for_signal": [st.select_waiters_for_signal("r", "go")],
-        "deliver_to_waiter": [st.deliver_to_waiter("r", "a", {"ok": True}, T0)],
-        "select_buffered": [st.select_buffered("r", "go")],
-        "consume_buffered": [st.consume_buffered("r", "go", T0)],
-        "select_waiter_created_at": [st.select_waiter_created_at("r", "a")],
-        "select_waiters": [st.select_waiters("r")],
-        "select_events": [st.select_events("r", 5, 100)],
+        "delete_step_rows": [st.delete_step_rows(signal_waiters, 3)],
+        "select_attempts": [
+            st.select_attempts(one_step=False),
+            st.select_attempts(one_step=True),
+        ],
+        "select_waiters_for_signal": [st.select_waiters_for_signal()],
+        "deliver_to_waiter": [st.deliver_to_waiter()],
+        "select_buffered": [st.select_buffered()],
+        "consume_buffered": [st.consume_buffered()],
+        "select_waiter_created_at": [st.select_waiter_created_at()],
+        "select_waiters": [st.select_waiters()],
+        "select_events": [st.select_events()],
         "select_flows": [st.select_flows()],
-        "set_flow_enabled": [st.set_flow_enabled("f", False, T0)],
+        "set_flow_enabled": [st.set_flow_enabled()],
         "select_schedules": [st.select_schedules()],
-        "select_schedule_for_update": [st.select_schedule_for_update("f", "nightly")],
+        "select_schedule_for_update": [st.select_schedule_for_update()],
         "insert_ignoring_duplicates": [
-            st.insert_ignoring_duplicates(table, dialect, returning_keys=returning)
-            for table in (*st.TABLES_WITH_INSERT_ONCE, dispatches, flows)
+            st.insert_ignoring_duplicates(
+                table, dialect, [c.name for c in table.c], rows=rows, returning_keys=returning
+            )
+            for table in (claims, cron_fires, idempotency_keys, buffered_signals, dispatches, flows)
             for returning in (True, False)
+            for rows in (1, 3)
         ],
-        "start_step": [
-            sc.start_step("r", "a", 1, from_statuses=sc.PARKED, owner="w", lease_until=T0, now=T0)
-        ],
-        "take_over_claim": [sc.take_over_claim("r", "a", 1, owner="w", lease_until=T0, now=T0)],
-        "overwrite_claim": [sc.overwrite_claim("r", "a", 1, owner="w", lease_until=T0, now=T0)],
-        "classify_claim": [sc.classify_claim("r", "a")],
-        "select_step_status": [sc.select_step_status("r", "a")],
-        "renew_claim": [sc.renew_claim("r", "a", 1, "w", T0)],
-        "renew_step_lease": [sc.renew_step_lease("r", "a", 1, "w", T0)],
-        "select_run_status": [sc.select_run_status("r")],
-        "select_existing_dispatch_keys": [sc.select_existing_dispatch_keys(["r"])],
+        "start_step": [sc.start_step(with_run=dialect != "mssql")],
+        "take_over_step": [sc.take_over_step(with_run=dialect != "mssql")],
+        "classify_claim": [sc.classify_claim()],
+        "renew_step_lease": [sc.renew_step_lease()],
+        "select_run_status": [sc.select_run_status()],
         "mark_dispatched_each": [sc.mark_dispatched_each()],
-        "select_due_dispatches": [
-            sc.select_due_dispatches(unsent_grace_until=T0, sent_stuck_before=T0, limit=10)
-        ],
+        "select_due_dispatches": [sc.select_due_dispatches()],
         "delete_settled_dispatches": [sc.delete_settled_dispatches()],
-        "select_expired_leases": [sc.select_expired_leases(T0, 10)],
-        "select_runs_past_timeout": [sc.select_runs_past_timeout(T0, 10)],
-        "select_unfinished_runs": [sc.select_unfinished_runs(10, "r")],
-        "select_runs": [sc.select_runs(query), sc.select_runs(RunQuery())],
-        "count_runs": [sc.count_runs(query)],
-        "select_prunable_runs": [sc.select_prunable_runs(T0, 500)],
+        "select_expired_leases": [sc.select_expired_leases()],
+        "select_runs_past_timeout": [sc.select_runs_past_timeout()],
+        "select_unfinished_runs": [sc.select_unfinished_runs()],
+        "select_runs": [sc.select_runs(**shape) for shape in QUERY_SHAPES],
+        "count_runs": [sc.count_runs(**shape) for shape in QUERY_SHAPES],
+        "select_prunable_runs": [sc.select_prunable_runs()],
         "delete_by_runs": [
-            sc.delete_by_runs(table, ["r1", "r2"])
-            for table in metadata.sorted_tables
-            if "run_id" in table.c
+            sc.delete_by_runs(table, 2) for table in metadata.sorted_tables if "run_id" in table.c
         ],
     }
     if dialect in st.ON_CONFLICT_DIALECTS:
         # Row-value IN and ON CONFLICT exist only there; SQL Server uses the other builders.
-        samples["mark_dispatched_in"] = [sc.mark_dispatched_in([("r", "a", 1), ("r", "b", 2)], T0)]
+        samples["mark_dispatched_in"] = [sc.mark_dispatched_in(2)]
         samples["upsert_row"] = [
-            st.upsert_row(schedule_states, dialect, ["paused", "updated_at"]),
-            st.upsert_row(signal_waiters, dialect, ["signal_name", "payload"]),
+            st.upsert_row(
+                schedule_states, dialect, ["flow_id", "trigger_key", "paused"], ["paused"]
+            ),
+            st.upsert_row(signal_waiters, dialect, ["run_id", "step_key", "payload"], ["payload"]),
         ]
     return samples
 
@@ -148,12 +134,17 @@ def _builders(module: Any) -> set[str]:
     }
 
 
-NOT_STATEMENTS = {"primary_key_names", "cron_fire_key", "claim_key", "claim_conditions"}
+NOT_STATEMENTS = {"primary_key_names", "like_prefix"}
 MSSQL_ABSENT = {"mark_dispatched_in", "upsert_row"}
 
 
 def _compile(stmt: Any, dialect: Dialect) -> str:
-    return str(stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True}))
+    """SQL Server runs statements through SQLAlchemy (which expands TOP at execution); the
+    others through :func:`compile_statement`, which must accept every one of them."""
+    built = stmt.build() if isinstance(stmt, Stmt) else stmt
+    if dialect.name != "mssql" and isinstance(stmt, Stmt):
+        return compile_statement(built, dialect).sql
+    return str(built.compile(dialect=dialect))
 
 
 @pytest.mark.parametrize("name", sorted(DIALECTS))
@@ -201,33 +192,41 @@ def test_sql_server_statements_avoid_what_t_sql_lacks() -> None:
             assert "ON CONFLICT" not in sql, builder
             assert " LIMIT " not in sql, builder
             assert "RETURNING" not in sql, builder
-    claim = _compile(
-        sc.start_step("r", "a", 1, from_statuses=sc.PARKED, owner="w", lease_until=T0, now=T0),
-        dialect,
-    )
-    assert "OUTPUT inserted." in claim
-    assert "TOP" in _compile(sc.select_unfinished_runs(10, ""), dialect)
-    paged = _compile(sc.select_runs(RunQuery(limit=5, offset=10)), dialect)
+    assert "OUTPUT inserted." in _compile(sc.start_step(with_run=False), dialect)
+    assert "FETCH FIRST" in _compile(sc.select_unfinished_runs(), dialect)
+    paged = _compile(sc.select_runs(**QUERY_SHAPES[1]), dialect)
     assert "OFFSET" in paged and "FETCH" in paged
 
 
 def test_insert_once_uses_on_conflict_where_available() -> None:
+    columns = [c.name for c in dispatches.c]
     for name in ("postgresql", "sqlite"):
-        sql = _compile(
-            st.insert_ignoring_duplicates(dispatches, name, returning_keys=True), DIALECTS[name]
-        )
+        stmt = st.insert_ignoring_duplicates(dispatches, name, columns, rows=2, returning_keys=True)
+        sql = _compile(stmt, DIALECTS[name])
         assert "ON CONFLICT (run_id, step_key, seq) DO NOTHING" in sql
         assert "RETURNING" in sql
     with pytest.raises(ValueError):
-        st.upsert_row(flows, "mssql", ["version"])
+        st.upsert_row(flows, "mssql", ["flow_id", "version"], ["version"])
 
 
 def test_prefix_query_escapes_like_wildcards() -> None:
-    sql = _compile(st.select_steps_with_prefix("r", "a_%"), DIALECTS["postgresql"])
+    sql = _compile(st.select_steps_with_prefix(with_prefix=True), DIALECTS["postgresql"])
     assert "ESCAPE" in sql
+    assert st.like_prefix("a_%/b") == "a/_/%//b%"
 
 
 def test_schedule_lock_renders_a_row_lock_per_dialect() -> None:
-    stmt = st.select_schedule_for_update("f", "nightly")
-    assert "FOR UPDATE" in str(stmt.compile(dialect=postgresql.dialect()))
-    assert "UPDLOCK" in str(stmt.compile(dialect=mssql.dialect()))
+    built = st.select_schedule_for_update().build()
+    assert "FOR UPDATE" in str(built.compile(dialect=postgresql.dialect()))
+    assert "UPDLOCK" in str(built.compile(dialect=mssql.dialect()))
+
+
+def test_values_are_bind_parameters_never_baked_into_a_shape() -> None:
+    """A compiled statement is reused for every call, so no call's value may live in it."""
+    compiled = compile_statement(
+        st.update_step(STEP_FIELDS, expect_seq=True, expect_statuses=1).build(), DIALECTS["sqlite"]
+    )
+    named = {name for name, _, fixed, _ in compiled.binds if not fixed}
+    assert named == {"run_id", "step_key", "expect_seq", "s0", *(f"v_{f}" for f in STEP_FIELDS)}
+    with pytest.raises(ValueError, match="one_of"):
+        compile_statement(select(runs).where(runs.c.status.in_(["a", "b"])), DIALECTS["sqlite"])

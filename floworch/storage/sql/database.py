@@ -1,0 +1,97 @@
+"""The adapter's view of one database: connections that run compiled statements.
+
+Three implementations share these protocols: SQLite (``sqlite3`` on the event loop's own thread,
+see :mod:`floworch.storage.sql.sqlite_db`), PostgreSQL (psycopg's native asyncio connection, see
+:mod:`floworch.storage.sql.postgres_db`) and SQL Server (SQLAlchemy's pyodbc dialect on one
+thread per connection, see :mod:`floworch.storage.sql.mssql_db`). The store's operations are
+written once against :class:`SqlConnection`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.engine import URL, Dialect
+
+from floworch.storage.sql.compiled import Row, Stmt
+
+NO_VALUES: Mapping[str, Any] = {}
+
+
+@dataclass
+class SqlStats:
+    """What the store sent to its database (the benchmark prints these per step transition).
+
+    Attributes:
+        statements: every statement sent to the driver, ``BEGIN`` and ``COMMIT`` included.
+        commits: transactions committed: explicit commits plus writes run outside a transaction
+            (each commits on its own).
+        connections: connections opened.
+    """
+
+    statements: int = 0
+    commits: int = 0
+    connections: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Rows (with the column types' result processing applied) and the affected row count."""
+
+    rows: list[Row] = field(default_factory=list)
+    rowcount: int = -1
+    columns: tuple[str, ...] = ()
+
+    def first(self) -> Row | None:
+        """The first row, or None."""
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self.rows[0][0] if self.rows else None
+
+
+class SqlConnection(Protocol):
+    """One connection as the store's operations use it."""
+
+    @property
+    def dialect_name(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mssql``."""
+
+    async def execute(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
+        """Runs one statement with its bind values."""
+
+    async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:
+        """Runs one statement once per parameter set (no rows come back)."""
+
+    async def insert_or_duplicate(self, stmt: Stmt, values: Mapping[str, Any]) -> bool:
+        """Runs an insert inside a savepoint; False (and nothing written) on a duplicate key.
+        Only SQL Server needs it (the other databases skip duplicates with ``ON CONFLICT``)."""
+
+    async def begin(self) -> None:
+        """Starts a write transaction (SQLite: ``BEGIN IMMEDIATE``)."""
+
+    async def commit(self) -> None:
+        """Commits the transaction."""
+
+    async def rollback(self) -> None:
+        """Rolls the transaction back (nothing when none is open)."""
+
+
+class Database(Protocol):
+    """Where the store gets connections."""
+
+    url: URL
+    dialect: Dialect
+    stats: SqlStats
+
+    def connection(self, *, write: bool) -> AbstractAsyncContextManager[SqlConnection]:
+        """A connection for this caller alone until the block ends. Its statements commit on
+        their own until :meth:`SqlConnection.begin`; ``write`` says it will write (on SQLite the
+        writer connection, held under this process's write lock)."""
+
+    async def close(self) -> None:
+        """Closes every connection."""
