@@ -265,8 +265,8 @@ async def fired(store: Store, flow_id: str) -> list[datetime]:
 async def ledger(store: Store, flow_id: str) -> list[datetime]:
     """The fire times recorded in the cron fire ledger."""
     assert isinstance(store, SqlStore)
-    async with store.engine.connect() as conn:
-        rows = await conn.execute(
+    with store.engine.connect() as conn:
+        rows = conn.execute(
             select(cron_fires.c.fire_time).where(
                 cron_fires.c.flow_id == flow_id, cron_fires.c.trigger_key == KEY
             )
