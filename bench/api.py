@@ -77,10 +77,10 @@ async def _ensure_schema(url: str, schema: str, fresh: bool) -> None:
     if make_url(url).get_backend_name() != "postgresql":
         return
     store = SqlStore.from_url(make_url(url).set(drivername="postgresql+psycopg"))
-    async with store.engine.begin() as conn:
+    with store.engine.begin() as conn:
         if fresh:
-            await conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
     await store.close()
 
 
@@ -160,15 +160,15 @@ async def _fill(store: SqlStore, count: int) -> None:
             }
         )
         if len(batch) == 5000:
-            async with store.engine.begin() as conn:
-                await conn.execute(insert(runs), batch)
+            with store.engine.begin() as conn:
+                conn.execute(insert(runs), batch)
             batch = []
     if batch:
-        async with store.engine.begin() as conn:
-            await conn.execute(insert(runs), batch)
-    async with store.engine.begin() as conn:
+        with store.engine.begin() as conn:
+            conn.execute(insert(runs), batch)
+    with store.engine.begin() as conn:
         if store.engine.dialect.name == "postgresql":
-            await conn.execute(text("ANALYZE runs"))
+            conn.execute(text("ANALYZE runs"))
 
 
 async def bench_list(url: str, count: int, repeats: int) -> None:

@@ -3,8 +3,8 @@
 One transition is the engine's hot path for one step, against the store alone:
 ``claim_step``; a ``run_transaction`` that finishes the step, inserts the successor's step row
 and ledger row (chain) or decrements the run's remaining count (fan-out leaves) and appends an
-event; then ``mark_dispatched``. Statements are counted with SQLAlchemy's
-``before_cursor_execute`` hook and transactions with the ``commit`` hook.
+event; then ``mark_dispatched``. Statements (BEGIN and COMMIT included) and commits are the
+store's own counters (``SqlStore.stats``).
 
 Run: ``.venv/bin/python bench/store.py [--pg URL] [--skip-pg]``. Figures, not pass/fail.
 """
@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateSchema, DropSchema
 
@@ -48,17 +48,8 @@ class Counter:
 
 
 def count_statements(store: SqlStore) -> Counter:
-    counter = Counter()
-
-    def on_execute(*_: Any) -> None:
-        counter.statements += 1
-
-    def on_commit(*_: Any) -> None:
-        counter.commits += 1
-
-    event.listen(store.engine.sync_engine, "before_cursor_execute", on_execute)
-    event.listen(store.engine.sync_engine, "commit", on_commit)
-    return counter
+    """Counts from now on (the store's stats, read again in :func:`measure`)."""
+    return Counter(store.stats.statements, store.stats.commits)
 
 
 def _run(run_id: str, remaining: int) -> RunRecord:
@@ -150,8 +141,8 @@ async def measure(
         workers,
         transitions,
         transitions / elapsed,
-        counter.statements / transitions,
-        counter.commits / transitions,
+        (store.stats.statements - counter.statements) / transitions,
+        (store.stats.commits - counter.commits) / transitions,
     )
 
 

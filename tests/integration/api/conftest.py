@@ -176,9 +176,9 @@ def pg_api_url() -> Iterator[str]:
 
 
 async def _empty(store: SqlStore) -> None:
-    async with store.engine.begin() as conn:
+    with store.engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
-            await conn.execute(delete(table))
+            conn.execute(delete(table))
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
