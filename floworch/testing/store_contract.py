@@ -165,6 +165,31 @@ class StoreContract:
         got = await store.get_run(run.run_id)
         assert got is not None and got.seq_floor == 7
 
+    async def test_one_writer_per_run_at_a_time(self, store: Any) -> None:
+        """What ``run_transaction`` promises (and every join relies on): while one transaction
+        holds a run, no other transaction of that run is inside. Each writer here reads a count
+        from a step's state, lets the others run while it holds the run, and writes the count
+        plus one; two writers inside at once would be seen, and would lose increments."""
+        run = await _new_run(store, "a")
+        inside = 0
+        most_inside = 0
+
+        async def bump() -> None:
+            nonlocal inside, most_inside
+            async with store.run_transaction(run.run_id) as tx:
+                inside += 1
+                most_inside = max(most_inside, inside)
+                step = (await tx.get_steps(run.run_id, ["a"]))["a"]
+                count = step.state["n"] if isinstance(step.state, dict) else 0
+                await asyncio.sleep(0.005)  # every other writer gets the chance to come in
+                await tx.update_step(run.run_id, "a", step_changes(state={"n": count + 1}))
+                inside -= 1
+
+        await asyncio.gather(*(bump() for _ in range(12)))
+        assert most_inside == 1, f"{most_inside} writers of one run were inside at once"
+        final = (await store.get_outputs(run.run_id, ["a"]))["a"]
+        assert final.state == {"n": 12}
+
     async def test_run_transaction_of_unknown_run_raises(self, store: Any) -> None:
         with pytest.raises(RunNotFoundError):
             async with store.run_transaction("nope"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,6 +15,7 @@ from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.factory import open_store
 from floworch.storage.memory import MemoryStore
 from floworch.storage.records import RunRecord, StepRecord
+from floworch.storage.sql.engine import SqlStoreOptions
 from floworch.storage.sql.postgres_db import PgConnection
 from floworch.storage.sql.sqlite_db import SqliteConnection, SqliteDatabase
 from floworch.storage.sql.store import SqlStore
@@ -95,6 +95,35 @@ async def test_sqlite_pragmas_are_applied(sqlite_store: SqlStore) -> None:
             assert conn.raw.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
 
 
+@pytest.mark.parametrize(
+    ("url_suffix", "options", "expected"),
+    [
+        ("?synchronous=full", None, 2),
+        ("", SqlStoreOptions(sqlite_synchronous="full"), 2),
+        ("?synchronous=normal", SqlStoreOptions(sqlite_synchronous="full"), 1),
+    ],
+)
+async def test_sqlite_durability_is_chosen_in_the_url_or_the_options(
+    sqlite_url: str, url_suffix: str, options: SqlStoreOptions | None, expected: int
+) -> None:
+    store = await open_store(sqlite_url + url_suffix, options=options)
+    try:
+        database = store.database  # type: ignore[attr-defined]
+        for write in (True, False):
+            async with database.connection(write=write) as conn:
+                assert conn.raw.execute("PRAGMA synchronous").fetchone() == (expected,)
+        with store.engine.connect() as conn:  # type: ignore[attr-defined]
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == expected
+    finally:
+        await store.close()
+
+
+async def test_an_unknown_sqlite_durability_is_refused_in_one_line(sqlite_url: str) -> None:
+    with pytest.raises(StorageError, match=r"unknown SQLite synchronous mode 'fsync'.*full") as e:
+        await open_store(sqlite_url + "?synchronous=fsync")
+    assert "\n" not in str(e.value)
+
+
 async def test_read_only_sqlite_file_gives_a_clear_error(sqlite_url: str, tmp_path: Path) -> None:
     path = tmp_path / "floworch.db"
     store = await open_store(sqlite_url)
@@ -143,31 +172,6 @@ async def test_naive_datetimes_are_refused(sqlite_store: SqlStore) -> None:
             await tx.insert_run(
                 _run("r").__class__(**{**_run("r").__dict__, "created_at": datetime(2026, 1, 1)})
             )
-
-
-async def _concurrent_decrements(store: SqlStore) -> None:
-    async with store.transaction() as tx:
-        await tx.insert_run(_run("counted", remaining=40))
-
-    async def finish_one() -> None:
-        async with store.run_transaction("counted") as tx:
-            run = await tx.get_run("counted")
-            assert run is not None
-            await asyncio.sleep(0)  # let the others try to interleave while the lock is held
-            await tx.update_run("counted", remaining_delta=-1)
-
-    await asyncio.gather(*(finish_one() for _ in range(40)))
-    final = await store.get_run("counted")
-    assert final is not None and final.remaining == 0
-
-
-async def test_sqlite_run_lock_serialises_concurrent_writers(sqlite_store: SqlStore) -> None:
-    await _concurrent_decrements(sqlite_store)
-
-
-@pytest.mark.postgres
-async def test_postgres_run_lock_serialises_concurrent_writers(pg_store: SqlStore) -> None:
-    await _concurrent_decrements(pg_store)
 
 
 @pytest.mark.postgres
