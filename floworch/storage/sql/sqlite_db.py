@@ -37,7 +37,7 @@ T = TypeVar("T")
 _BUSY_DELAYS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.05)
 """Seconds between attempts on a busy database (then every 50 ms), as SQLite's own handler."""
 _BUSY_MESSAGES = ("database is locked", "database is busy", "table is locked")
-SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
+SYNCHRONOUS_MODES = ("normal", "full")
 
 
 def is_busy(exc: BaseException) -> bool:

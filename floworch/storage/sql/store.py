@@ -90,9 +90,7 @@ class SqlStore(SqlApiMixin):
         it is neither created nor altered), a PostgreSQL session is read-only.
         """
         chosen = options or SqlStoreOptions()
-        if read_only and url.get_backend_name() == "sqlite":
-            url = read_only_sqlite_url(url)
-        database = create_database(url, chosen, read_only=read_only)
+        database = create_database(_effective(url, read_only), chosen, read_only=read_only)
         return cls(database, url, chosen, read_only=read_only)
 
     @property
@@ -102,7 +100,8 @@ class SqlStore(SqlApiMixin):
         The store itself does not use it; it opens connections only when used.
         """
         if self._engine is None:
-            self._engine = create_sync_engine(self._url, self._options, pooled=False)
+            url = _effective(self._url, self.read_only)
+            self._engine = create_sync_engine(url, self._options, pooled=False)
         return self._engine
 
     @property
@@ -411,6 +410,13 @@ class SqlStore(SqlApiMixin):
                 return len(doomed)
 
         return await self._retrying(attempt)
+
+
+def _effective(url: URL, read_only: bool) -> URL:
+    """The URL connections use: a read-only store opens a SQLite file with ``mode=ro``."""
+    if read_only and url.get_backend_name() == "sqlite":
+        return read_only_sqlite_url(url)
+    return url
 
 
 __all__ = ["ClaimOutcome", "SqlStore", "SqlStoreOptions"]
