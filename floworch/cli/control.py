@@ -35,10 +35,15 @@ wait_option = click.option(
 )
 
 
-def with_engine(db: str | None, action: Callable[[Engine], Awaitable[T]]) -> T:
+def with_engine(
+    db: str | None, action: Callable[[Engine], Awaitable[T]], *, read_only: bool = False
+) -> T:
     """Runs ``action`` with an engine over the flows stored in the database (no step runs
-    here; see :func:`floworch.cli.session.run_session`)."""
-    return run_session(db, lambda session: action(session.engine), must_exist=False)
+    here; see :func:`floworch.cli.session.run_session`). ``read_only`` commands need the
+    database to exist and change nothing in it."""
+    return run_session(
+        db, lambda session: action(session.engine), must_exist=read_only, read_only=read_only
+    )
 
 
 def signal_names(flow: FlowDefinition) -> set[str] | None:

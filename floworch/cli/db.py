@@ -17,7 +17,12 @@ import click
 from floworch.errors import FlowError
 from floworch.storage.sql import migrate
 from floworch.storage.sql.store import SqlStore
-from floworch.storage.sql.urls import default_database_url, is_memory_url, to_async_url
+from floworch.storage.sql.urls import (
+    default_database_url,
+    is_memory_url,
+    sqlite_file,
+    to_async_url,
+)
 
 T = TypeVar("T")
 
@@ -39,11 +44,19 @@ def resolve_db_url(db_url: str | None) -> str:
     return url
 
 
-def _run(work: Callable[[SqlStore], Awaitable[T]], db_url: str | None) -> T:
+def _run(
+    work: Callable[[SqlStore], Awaitable[T]], db_url: str | None, *, read_only: bool = False
+) -> T:
     url = to_async_url(resolve_db_url(db_url))
+    path = sqlite_file(url)
+    if read_only and path is not None and not path.is_file():
+        raise click.ClickException(
+            f"no floworch database at {path} (this command never creates one); "
+            "check --db or FLOWORCH_DB_URL"
+        )
 
     async def main() -> T:
-        store = SqlStore.from_url(url)
+        store = SqlStore.from_url(url, read_only=read_only)
         try:
             return await work(store)
         finally:
@@ -88,7 +101,13 @@ def current_command(db_url: str | None) -> None:
         state = "up to date" if current == head else "run `floworch db upgrade`"
         return f"{_where(store)}: revision {current or '(none)'}, newest {head} ({state})"
 
-    click.echo(_run(work, db_url))
+    path = sqlite_file(to_async_url(resolve_db_url(db_url)))
+    if path is not None and not path.is_file():
+        # Reading creates nothing: say what is missing instead of making an empty file.
+        head = migrate.head_revision()
+        click.echo(f"{path}: no database yet, newest {head} (run `floworch db upgrade`)")
+        return
+    click.echo(_run(work, db_url, read_only=True))
 
 
 @db_group.command("prune")

@@ -61,7 +61,7 @@ def list_runs(
             )
         return rows
 
-    runs = run_session(db, work)
+    runs = run_session(db, work, read_only=True)
     if as_json:
         click.echo(dump_json(runs))
         return
@@ -89,7 +89,7 @@ def show_run(run_id: str, db: str | None, as_json: bool) -> None:
         flow: FlowDefinition | None = engine.flows.find(run.flow_id)
         return run, flow, attempts
 
-    run, flow, attempts = run_session(db, work)
+    run, flow, attempts = run_session(db, work, read_only=True)
     if as_json:
         click.echo(dump_json(run_to_json(run, flow, attempts)))
         return

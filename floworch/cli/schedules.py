@@ -57,7 +57,7 @@ def list_command(db: str | None, as_json: bool) -> None:
     """List cron triggers with their expression in force and next fire time."""
     from floworch.cli.control import with_engine
 
-    rows = with_engine(db, _rows)
+    rows = with_engine(db, _rows, read_only=True)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

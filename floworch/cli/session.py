@@ -131,12 +131,13 @@ def sqlite_path(url: str) -> str | None:
     return str(path) if path is not None else None
 
 
-async def open_database(url: str, *, must_exist: bool = False) -> Store:
-    """Opens the store (migrating it to the current schema).
+async def open_database(url: str, *, must_exist: bool = False, read_only: bool = False) -> Store:
+    """Opens the store (migrating it to the current schema, unless ``read_only``).
 
     Args:
         must_exist: refuse a SQLite file that does not exist instead of creating it (commands
             that only read or steer runs).
+        read_only: open without migrating or altering anything (commands that only read).
 
     Raises:
         click.UsageError: ``must_exist`` and there is no such SQLite file.
@@ -151,7 +152,7 @@ async def open_database(url: str, *, must_exist: bool = False) -> Store:
             f"no floworch database at {path}: nothing has run here yet; point --db (or "
             "FLOWORCH_DB_URL) at the database your runs use"
         )
-    return await open_store(url)
+    return await open_store(url, read_only=read_only)
 
 
 async def stored_flows_engine(store: Store, dispatcher: Dispatcher) -> tuple[Engine, list[str]]:
@@ -177,6 +178,7 @@ def run_session(
     action: Callable[[Session], Awaitable[T]],
     *,
     must_exist: bool = True,
+    read_only: bool = False,
 ) -> T:
     """Runs ``action`` with a :class:`Session` on the database; runs no steps.
 
@@ -190,7 +192,7 @@ def run_session(
     engine_log = logging.getLogger("floworch.engine")
 
     async def main() -> T:
-        store = await open_database(url, must_exist=must_exist)
+        store = await open_database(url, must_exist=must_exist, read_only=read_only)
         handle: Any = None
         closer: Any = None
         try:

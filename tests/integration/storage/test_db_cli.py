@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -30,11 +31,12 @@ def _finished_run(run_id: str, completed_at: datetime) -> RunRecord:
     )
 
 
-def test_upgrade_then_current(sqlite_url: str) -> None:
+def test_upgrade_then_current(sqlite_url: str, tmp_path: Path) -> None:
     runner = CliRunner()
     before = runner.invoke(db_group, ["current", "--db", sqlite_url])
     assert before.exit_code == 0, before.output
-    assert "revision (none)" in before.output and "floworch db upgrade" in before.output
+    assert "no database yet" in before.output and "floworch db upgrade" in before.output
+    assert list(tmp_path.iterdir()) == []  # reading created nothing
     up = runner.invoke(db_group, ["upgrade", "--db", sqlite_url])
     assert up.exit_code == 0, up.output
     assert f"(empty) -> {migrate.head_revision()}" in up.output
