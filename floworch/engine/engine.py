@@ -298,8 +298,17 @@ class Engine:
             run = await tx.get_run(run_id)
             if run is None or run.status != RunStatus.RUNNING:
                 return False
-            await tx.update_run(run_id, status=status, completed_at=now, cancel_reason=reason)
             steps = await tx.get_steps_with_prefix(run_id, "")
+            # The open root steps end here (Cancelled), so they no longer count as remaining:
+            # a later retry_step of one of them adds it back.
+            ending = sum(1 for s in steps if s.status in _OPEN and is_root_key(s.step_key))
+            await tx.update_run(
+                run_id,
+                status=status,
+                completed_at=now,
+                cancel_reason=reason,
+                remaining_delta=-ending,
+            )
             error = ErrorInfo(
                 ErrorType.RUN_CANCELLED
                 if status == RunStatus.CANCELLED

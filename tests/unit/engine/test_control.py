@@ -171,3 +171,31 @@ async def test_cron_pause_stops_firing_and_override_changes_the_schedule() -> No
         assert await fire_times(host) == [
             datetime(2026, 1, 1, 2, m, tzinfo=UTC).isoformat() for m in (40,)
         ] + [datetime(2026, 1, 1, 3, m, tzinfo=UTC).isoformat() for m in (0, 20)]
+
+
+async def test_a_cancelled_step_retried_finishes_its_run() -> None:
+    """Cancel, then retry the cancelled step: the run ends once the step does (found by the
+    README tour: `floworch cancel RUN` then `floworch retry RUN STEP` left the run Running)."""
+    reg = HandlerRegistry()
+
+    @reg.handler("Echo")
+    async def echo(inputs: Any) -> Any:
+        return inputs
+
+    manifest = flow(
+        {
+            "gate": {"type": "WaitForSignal", "inputs": {"signalName": "go"}},
+            "after": {"type": "Echo", "inputs": 1, "runAfter": {"gate": ["Succeeded"]}},
+        }
+    )
+    async with FlowTestHost([manifest], reg) as host:
+        run_id = await host.trigger("f")
+        await host.wait_step(run_id, "gate", status="Waiting")
+        assert await host.cancel(run_id)
+        cancelled = await host.wait(run_id)
+        assert cancelled.status == "Cancelled"
+        await host.retry_step(run_id, "gate")
+        await host.signal(run_id, "go", {"ok": True})
+        run = await host.wait(run_id)
+    assert run.status == "Succeeded"
+    assert run.steps["after"].output == 1
