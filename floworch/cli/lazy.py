@@ -24,6 +24,8 @@ class LazyCommand:
         attribute: the click command (or group) in that module.
         help: the one-line help shown by ``floworch --help`` (a test checks it matches).
         extra: the pip extra the module needs, named when importing it fails.
+        failure_exit: the exit code of every failure of this command, when its own rule
+            differs from floworch's (``topology``: 1, so that 2 only means "changes pending").
     """
 
     name: str
@@ -31,6 +33,7 @@ class LazyCommand:
     attribute: str
     help: str
     extra: str | None = None
+    failure_exit: int | None = None
 
 
 class LazyGroup(click.Group):

@@ -6,9 +6,11 @@ One loader for every command (``validate``, ``run``, ``resume``, ``worker``, ``t
 * a manifest file (``.json``, ``.yaml``, ``.yml``): that flow; a ``handlers.py`` beside it is
   imported unless ``--handlers`` is given;
 * a Python file: the flows it defines (its decorated handlers register as it runs);
-* a directory: every manifest and Python flow file in it (not recursive; names starting with
-  ``_`` or ``.`` are skipped), with ``handlers.py`` and ``*_handlers.py`` imported as handler
-  modules rather than read as flows (the README's ``flow.yaml`` + ``handlers.py`` layout).
+* a directory (not recursive; names starting with ``_`` or ``.`` are skipped): every manifest
+  in it, and the Python flow files named ``flow.py``, ``flows.py``, ``*_flow.py`` or
+  ``*_flows.py``; ``handlers.py`` and ``*_handlers.py`` are imported as handler modules (the
+  README's ``flow.yaml`` + ``handlers.py`` layout). Other Python files (scripts such as
+  ``examples/order_fulfilment/demo.py``, helpers) are neither read nor executed.
 
 Finding no flow at all is an error, never a silent success.
 """
@@ -41,6 +43,14 @@ def is_handlers_module(file: Path) -> bool:
     return file.suffix == ".py" and (file.name == HANDLERS_FILE or file.stem.endswith("_handlers"))
 
 
+def is_python_flow_file(file: Path) -> bool:
+    """Whether a ``.py`` file in a flow folder defines flows (by its name; see the module doc)."""
+    stem = file.stem
+    return file.suffix == ".py" and (
+        stem in ("flow", "flows") or stem.endswith(("_flow", "_flows"))
+    )
+
+
 def handlers_module_name(file: Path) -> str:
     """The stable module name a handlers file is imported under (the same path, the same name)."""
     import hashlib
@@ -53,7 +63,8 @@ def handlers_module_name(file: Path) -> str:
 def import_handlers(target: str) -> None:
     """Imports a handlers file or module so its ``@floworch.handler`` functions register.
 
-    A file already imported (by path) is not executed again.
+    A file already executed in this process (as handlers, or as a Python flow file) is not
+    executed again: its handlers are registered already.
 
     Raises:
         FlowValidationError: no such file or module, or importing it failed.
@@ -77,9 +88,11 @@ def import_handlers(target: str) -> None:
 
 
 def _import_file(path: Path, shown: str) -> None:
+    from floworch.model.loading import module_name_for
+
     name = handlers_module_name(path)
-    if name in sys.modules:
-        return
+    if name in sys.modules or module_name_for(path) in sys.modules:
+        return  # already executed, as a handlers module or as a Python flow file
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise FlowValidationError([ValidationIssue("--handlers", f"cannot import {shown}")])
@@ -119,15 +132,22 @@ def flow_files(path: Path) -> tuple[list[Path], list[Path]]:
             and child.suffix in FLOW_SUFFIXES
             and not child.name.startswith(("_", "."))
         )
-        flows = [child for child in children if not is_handlers_module(child)]
+        flows = [c for c in children if c.suffix != ".py" or is_python_flow_file(c)]
         handlers = [child for child in children if is_handlers_module(child)]
         if not flows:
+            others = [c.name for c in children if c.suffix == ".py" and not is_handlers_module(c)]
+            skipped = (
+                f" ({', '.join(others)} not read: name Python flow files flow.py, "
+                "flows.py or *_flows.py)"
+                if others
+                else ""
+            )
             raise FlowValidationError(
                 [
                     ValidationIssue(
                         "",
-                        "no flow found: the directory holds no .json, .yaml, .yml or .py flow "
-                        "file (handlers.py and *_handlers.py hold handlers, not flows)",
+                        "no flow found: the directory holds no .json, .yaml or .yml manifest and "
+                        f"no Python flow file{skipped}",
                     )
                 ],
                 source=str(path),

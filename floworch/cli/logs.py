@@ -67,5 +67,5 @@ def configure_logging(level: str) -> None:
     root.setLevel(internal)
     logging.getLogger("floworch").setLevel(internal)
     logging.getLogger("floworch.step").setLevel(value)
-    for noisy in ("aiosqlite", "sqlalchemy", "asyncio", "azure", "uamqp"):
+    for noisy in ("aiosqlite", "sqlalchemy", "alembic", "asyncio", "azure", "uamqp"):
         logging.getLogger(noisy).setLevel(max(value, logging.WARNING))

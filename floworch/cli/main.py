@@ -50,6 +50,7 @@ COMMANDS: tuple[LazyCommand, ...] = (
         "topology_group",
         "The Service Bus entities the flows need: export, plan, apply.",
         extra="servicebus",
+        failure_exit=1,  # docs/topology.md: 2 means "changes pending", every error is 1
     ),
     LazyCommand(
         "emulator",
@@ -115,8 +116,21 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         if Settings.from_env().debug and not isinstance(exc, click.ClickException):
             traceback.print_exc()
         _echo_err(describe_failure(exc))
-        return exit_code_for(exc)
+        code = exit_code_for(exc)
+        entry = _invoked(args)
+        if entry is not None and entry.failure_exit is not None and code != ExitCode.INTERRUPTED:
+            return entry.failure_exit
+        return code
     return result if isinstance(result, int) else ExitCode.OK
+
+
+def _invoked(args: Sequence[str]) -> LazyCommand | None:
+    """The table row of the command in ``args`` (the first word that is not an option)."""
+    table = {entry.name: entry for entry in COMMANDS}
+    for word in args:
+        if not word.startswith("-"):
+            return table.get(word)
+    return None
 
 
 def _system_exit_code(exc: SystemExit) -> int:
