@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,42 @@ class Cli:
             time.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class Result:
+    """What one in-process invocation printed and returned."""
+
+    code: int
+    out: str
+    err: str
+
+
+class InProcessCli(Cli):
+    """Runs ``floworch`` through its entry point in this process (one import of floworch for
+    every invocation: most CLI tests need no process of their own). Handlers are imported
+    once per path per process, so tests give their handler types unique names."""
+
+    def __init__(self, cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        super().__init__(cwd)
+        self._capsys = capsys
+
+    def __call__(self, *args: str) -> Result:
+        from floworch.cli.main import run_cli
+
+        previous = Path.cwd()
+        os.chdir(self.cwd)
+        try:
+            code = run_cli(list(args))
+        finally:
+            os.chdir(previous)
+        out, err = self._capsys.readouterr()
+        return Result(code, out, err)
+
+    def ok(self, *args: str) -> Result:
+        done = self(*args)
+        assert done.code == 0, f"floworch {' '.join(args)} -> {done.code}\n{done.out}{done.err}"
+        return done
+
+
 def step_status(run: RunState, key: str) -> str | None:
     """The status of one step of a run (None when the step has no row yet)."""
     step = run.steps.get(key)
@@ -123,3 +161,20 @@ def step_status(run: RunState, key: str) -> str | None:
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
+
+
+@pytest.fixture
+def floworch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[InProcessCli]:
+    """``floworch`` in this process, in the test's own directory and environment."""
+    for name in ("FLOWORCH_DB_URL", "FLOWORCH_FLOWS", "FLOWORCH_RUNTIME", "FLOWORCH_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    names = ("", "floworch", "floworch.step", "aiosqlite", "sqlalchemy", "alembic", "asyncio")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield InProcessCli(tmp_path, capsys)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if type(h).__name__ == "_CliHandler"]:
+        root.removeHandler(handler)  # it writes to this test's (now closed) captured stderr
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)

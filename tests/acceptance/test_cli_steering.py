@@ -10,7 +10,9 @@ import signal
 import textwrap
 from pathlib import Path
 
-from tests.acceptance.conftest import ROOT, Cli, step_status
+import pytest
+
+from tests.acceptance.conftest import ROOT, Cli, InProcessCli, step_status
 
 ORDER = str(ROOT / "examples/order_fulfilment/flow.json")
 
@@ -27,17 +29,17 @@ CHAIN = textwrap.dedent("""
         if i == 5:
             flow.wait_for_signal("gate", "go", run_after=previous)
             previous = "gate"
-        flow.step(f"s{i}", "Tick", run_after=previous, inputs={"i": i})
+        flow.step(f"s{i}", "CliTick", run_after=previous, inputs={"i": i})
         previous = f"s{i}"
 
     parked = Flow("parked", version="1")
     parked.manual()
     parked.wait_for_signal("gate", "go")
-    parked.step("after", "Tick", run_after="gate", inputs={"i": -1})
+    parked.step("after", "CliTick", run_after="gate", inputs={"i": -1})
 
     flows = [flow, parked]
 
-    @floworch.handler("Tick")
+    @floworch.handler("CliTick")
     def tick(inputs):
         return inputs["i"]
 """)
@@ -50,14 +52,15 @@ ORPHAN = textwrap.dedent("""
     flow = Flow("orphan", version="1")
     flow.manual()
     flow.wait_for_signal("wait", "never")
-    flow.step("after", "Orphaned", run_after="wait")
+    flow.step("after", "CliOrphaned", run_after="wait")
 
-    @floworch.handler("Orphaned")
+    @floworch.handler("CliOrphaned")
     def orphaned(inputs):
         return 0
 """)
 
 
+@pytest.mark.slow
 def test_a_signal_from_another_process_resumes_the_run(cli: Cli) -> None:
     proc = cli.popen("run", ORDER, "--body", '{"customerId": "c-9"}', "--json")
     try:
@@ -87,14 +90,17 @@ def test_a_signal_from_another_process_resumes_the_run(cli: Cli) -> None:
     assert final["steps"]["ship"]["output"]["note"] == "Order batch for c-9 approved by t"
 
 
-def test_a_killed_run_is_finished_by_resume_without_a_path(cli: Cli, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_a_killed_run_is_finished_by_resume_without_a_path(
+    cli: Cli, floworch: InProcessCli, tmp_path: Path
+) -> None:
     chain = tmp_path / "chain.py"
     chain.write_text(CHAIN)
     orphan = tmp_path / "orphan.py"
     orphan.write_text(ORPHAN)
-    assert cli.run("run", str(orphan), "--timeout", "0.5").returncode == 1  # left Running
+    assert floworch("run", str(orphan), "--timeout", "0.5").code == 1  # left Running
     # a run parked on a signal: resume reports it and leaves it waiting
-    assert cli.run("run", str(chain), "--flow", "parked", "--timeout", "0.5").returncode == 1
+    assert floworch("run", str(chain), "--flow", "parked", "--timeout", "0.5").code == 1
     (parked,) = [r for r in cli.runs() if r.flow_id == "parked"]
 
     proc = cli.popen("run", str(chain), "--flow", "gated")
@@ -107,14 +113,16 @@ def test_a_killed_run_is_finished_by_resume_without_a_path(cli: Cli, tmp_path: P
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
-    assert cli.run("signal", run.run_id, "go").stdout.strip() == "Delivered"
+    assert floworch.ok("signal", run.run_id, "go").out == "Delivered\n"
     done = cli.run("resume", "--handlers", str(chain), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "resuming 2 unfinished run(s)" in done.stdout, done.stdout
     assert f"run {run.run_id} of gated: Succeeded" in done.stdout
     assert f"run {parked.run_id}: step gate waits for signal 'go'" in done.stdout
     assert f"floworch signal {parked.run_id} go" in done.stdout
-    assert "skipping run" in done.stderr and "no handler for step type(s) Orphaned" in done.stderr
+    assert (
+        "skipping run" in done.stderr and "no handler for step type(s) CliOrphaned" in done.stderr
+    )
 
     (final,) = [r for r in cli.runs() if r.run_id == run.run_id]
     assert str(final.status) == "Succeeded"
@@ -123,7 +131,7 @@ def test_a_killed_run_is_finished_by_resume_without_a_path(cli: Cli, tmp_path: P
     assert all(s.output == int(k[1:]) and s.attempts == 1 for k, s in ticks.items())
 
 
-def test_retry_with_wait_runs_the_step_here(cli: Cli, tmp_path: Path) -> None:
+def test_retry_with_wait_runs_the_step_here(floworch: InProcessCli, tmp_path: Path) -> None:
     flag = tmp_path / "fixed"
     flow = tmp_path / "flaky.py"
     flow.write_text(
@@ -134,36 +142,32 @@ def test_retry_with_wait_runs_the_step_here(cli: Cli, tmp_path: Path) -> None:
 
         flow = Flow("flaky", version="1")
         flow.manual()
-        flow.step("work", "Work")
-        flow.step("after", "After", run_after="work")
+        flow.step("work", "CliWork")
+        flow.step("after", "CliAfter", run_after="work")
 
-        @floworch.handler("Work")
+        @floworch.handler("CliWork")
         def work(inputs):
             if not Path({str(flag)!r}).exists():
                 raise RuntimeError("not yet")
             return "done"
 
-        @floworch.handler("After")
+        @floworch.handler("CliAfter")
         def after(inputs):
             return "after"
         """)
     )
-    first = cli.run("run", str(flow))
-    assert first.returncode == 1
-    (run,) = cli.runs()
+    assert floworch("run", str(flow)).code == 1
+    (run,) = floworch.runs()
     flag.write_text("")
-    retry = cli.run("retry", run.run_id, "work", "--wait", "--handlers", str(flow))
-    assert retry.returncode == 0, retry.stdout + retry.stderr
-    assert f"run {run.run_id} of flaky: Succeeded" in retry.stdout
+    retry = floworch.ok("retry", run.run_id, "work", "--wait", "--handlers", str(flow))
+    assert f"run {run.run_id} of flaky: Succeeded" in retry.out
 
-    rerun = cli.run("rerun", run.run_id)
-    assert rerun.returncode == 0, rerun.stderr
-    new_id = rerun.stdout.strip()
-    assert "floworch resume" in rerun.stderr and "--wait" in rerun.stderr
-    assert "failed" not in rerun.stderr
-    resumed = cli.run("resume", "--handlers", str(flow), "--run", new_id)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"run {new_id} of flaky: Succeeded" in resumed.stdout
+    rerun = floworch.ok("rerun", run.run_id)
+    new_id = rerun.out.strip()
+    assert "floworch resume" in rerun.err and "--wait" in rerun.err
+    assert "failed" not in rerun.err
+    resumed = floworch.ok("resume", "--handlers", str(flow), "--run", new_id)
+    assert f"run {new_id} of flaky: Succeeded" in resumed.out
 
 
 def test_ctrl_c_says_how_to_continue(cli: Cli) -> None:

@@ -39,6 +39,8 @@ from tests.acceptance.worker_support import (
     write_flow,
 )
 
+pytestmark = pytest.mark.slow  # real worker processes: tens of seconds each
+
 ORDER = "order-fulfilment"
 
 # Appends "<pid> <run id> <step key>" to calls.txt beside it for every handler call. "Slow"

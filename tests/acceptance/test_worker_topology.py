@@ -20,7 +20,7 @@ from floworch.testing.servicebus import start_servicebus_emulator
 
 from .conftest import ROOT, Cli
 
-pytestmark = pytest.mark.emulator
+pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from proton.utils import BlockingConnection, SendException
 from floworch.emulator import ServiceBusEmulator
 from floworch.emulator.entities import QueueSettings, SubscriptionSettings, TopicSettings
 
-pytestmark = pytest.mark.emulator
+pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

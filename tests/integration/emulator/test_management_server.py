@@ -102,6 +102,7 @@ def test_queue_lifecycle(client: ServiceBusAdministrationClient) -> None:
     assert [q.name for q in client.list_queues()] == ["other"]
 
 
+@pytest.mark.slow
 def test_list_pages_through_many_queues(client: ServiceBusAdministrationClient) -> None:
     names = [f"q{i:03d}" for i in range(130)]  # more than one page of 100
     for name in names:

@@ -170,6 +170,7 @@ class ServiceBusEnvironment:
         await self.client.close()
 
 
+@pytest.mark.slow
 class TestServiceBusRuntime(ConsumerContract):
     @pytest.fixture
     async def environment(

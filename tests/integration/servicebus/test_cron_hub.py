@@ -40,7 +40,7 @@ from floworch.storage.sql.store import SqlStore
 
 from .conftest import declare_entities
 
-pytestmark = pytest.mark.emulator
+pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
 KEY = "tick"
 FIRE_HEADER = "X-Floworch-Fire-Time"

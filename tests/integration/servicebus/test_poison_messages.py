@@ -30,7 +30,7 @@ from floworch.testing.faulty_store import StoreFaults, faulty_store
 
 from .conftest import declare_entities
 
-pytestmark = pytest.mark.emulator
+pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
 FLOW = load_manifest(
     {

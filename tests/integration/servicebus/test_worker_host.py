@@ -32,7 +32,7 @@ from floworch.storage.port import Store
 
 from .conftest import declare_entities
 
-pytestmark = pytest.mark.emulator
+pytestmark = [pytest.mark.emulator, pytest.mark.slow]
 
 
 def manifest(flow_id: str, steps: dict[str, Any], **extra: Any) -> Any:
