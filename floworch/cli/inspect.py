@@ -13,6 +13,8 @@ from floworch.cli.session import Session, db_option, run_session
 if TYPE_CHECKING:
     from floworch.model import FlowDefinition
 
+DEFAULT_DATABASE = ".floworch/floworch.db"
+"""The embedded default database under the working directory (as ``default_database_url``)."""
 RUN_STATUSES = ("Running", "Succeeded", "Failed", "Cancelled", "TimedOut", "Skipped")
 
 
@@ -61,7 +63,9 @@ def list_runs(
             )
         return rows
 
-    runs = run_session(db, work, read_only=True)
+    runs = _listed_from_view(db, flow_id, statuses, limit)
+    if runs is None:
+        runs = run_session(db, work, read_only=True)
     if as_json:
         click.echo(dump_json(runs))
         return
@@ -71,6 +75,41 @@ def list_runs(
         status = status_text(r["status"], r["handledFailures"])
         created = r["createdAt"][:19].replace("T", " ")
         click.echo(f"{r['runId']}  {r['flowId']:<24} {status:<32} {created}")
+
+
+def _listed_from_view(
+    db: str | None, flow_id: str | None, statuses: tuple[str, ...], limit: int
+) -> list[dict[str, Any]] | None:
+    """The run list read with the standard library only, on a current SQLite file (the fast
+    path: no SQLAlchemy import); None when the full store must answer."""
+    from pathlib import Path
+
+    from floworch.cli.settings import Settings
+    from floworch.storage.sqlite_view import open_view, sqlite_path_of
+
+    settings = Settings.from_env()
+    url = db or settings.db_url
+    path = sqlite_path_of(url) if url else Path.cwd() / DEFAULT_DATABASE
+    view = open_view(path) if path is not None else None
+    if view is None:
+        return None
+    try:
+        found = view.list_runs(flow_id=flow_id, statuses=statuses, limit=limit)
+    except Exception:  # anything unexpected: the full store answers (and explains)
+        return None
+    finally:
+        view.close()
+    return [
+        {
+            "runId": r.run_id,
+            "flowId": r.flow_id,
+            "status": r.status,
+            "createdAt": r.created_at.isoformat(),
+            "completedAt": r.completed_at.isoformat() if r.completed_at else None,
+            "handledFailures": handled_failures(r.step_statuses, r.status),
+        }
+        for r in found
+    ]
 
 
 @runs_group.command("show")

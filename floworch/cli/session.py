@@ -9,7 +9,6 @@ ready stay in the dispatch ledger for whatever runtime serves the database (a ru
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -142,6 +141,7 @@ async def open_database(url: str, *, must_exist: bool = False, read_only: bool =
     Raises:
         click.UsageError: ``must_exist`` and there is no such SQLite file.
     """
+    import asyncio
     from pathlib import Path
 
     from floworch.storage.factory import open_store

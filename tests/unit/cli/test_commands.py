@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
 
@@ -24,3 +26,10 @@ def test_unknown_names_are_not_commands() -> None:
     with click.Context(cli) as ctx:
         assert cli.get_command(ctx, "nope") is None
         assert cli.list_commands(ctx) == [entry.name for entry in COMMANDS]
+
+
+def test_the_fast_run_list_looks_where_the_store_does(tmp_path: Path) -> None:
+    from floworch.cli.inspect import DEFAULT_DATABASE
+    from floworch.storage.sql.urls import default_database_url
+
+    assert default_database_url(tmp_path) == f"sqlite+aiosqlite:///{tmp_path / DEFAULT_DATABASE}"
