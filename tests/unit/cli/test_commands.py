@@ -31,5 +31,6 @@ def test_unknown_names_are_not_commands() -> None:
 def test_the_fast_run_list_looks_where_the_store_does(tmp_path: Path) -> None:
     from floworch.cli.inspect import DEFAULT_DATABASE
     from floworch.storage.sql.urls import default_database_url
+    from floworch.storage.sqlite_view import sqlite_path_of
 
-    assert default_database_url(tmp_path) == f"sqlite+aiosqlite:///{tmp_path / DEFAULT_DATABASE}"
+    assert sqlite_path_of(default_database_url(tmp_path)) == (tmp_path / DEFAULT_DATABASE).resolve()
