@@ -14,6 +14,7 @@ import click
 from floworch.cli.loading import load_project, registry_of
 from floworch.cli.settings import Settings
 from floworch.errors import FlowValidationError
+from floworch.runtime.servicebus.names import DEFAULT_CRON_QUEUE, DEFAULT_TRIGGERS_TOPIC
 from floworch.runtime.servicebus.topology import (
     SCHEMA_ID,
     NamespaceBackend,
@@ -77,6 +78,22 @@ def _default_credential() -> Any:
 
 def _source_options(fn: _F) -> _F:
     fn = click.option(
+        "--cron-queue",
+        envvar="FLOWORCH_CRON_QUEUE",
+        show_envvar=True,
+        default=DEFAULT_CRON_QUEUE,
+        show_default=True,
+        help="Name of the cron queue.",
+    )(fn)
+    fn = click.option(
+        "--triggers-topic",
+        envvar="FLOWORCH_TRIGGERS_TOPIC",
+        show_envvar=True,
+        default=DEFAULT_TRIGGERS_TOPIC,
+        show_default=True,
+        help="Name of the triggers topic.",
+    )(fn)
+    fn = click.option(
         "--topic",
         help="Name of the steps topic (default: FLOWORCH_STEPS_TOPIC, else flow-steps).",
     )(fn)
@@ -90,7 +107,12 @@ def _source_options(fn: _F) -> _F:
     return fn
 
 
-def _desired(flows_path: tuple[str, ...], topic: str | None) -> Topology:
+def _desired(
+    flows_path: tuple[str, ...],
+    topic: str | None,
+    triggers_topic: str = DEFAULT_TRIGGERS_TOPIC,
+    cron_queue: str = DEFAULT_CRON_QUEUE,
+) -> Topology:
     env = Settings.from_env()
     paths = list(flows_path) or ([env.flows] if env.flows else [])
     if not paths:
@@ -104,12 +126,21 @@ def _desired(flows_path: tuple[str, ...], topic: str | None) -> Topology:
     except FlowValidationError as exc:
         # Exit 1, not 2: for `plan`, 2 means "changes pending".
         raise TopologyError(str(exc)) from exc
-    return desired_topology(registry, TopologySettings(steps_topic=topic or env.steps_topic))
+    names = TopologySettings(
+        steps_topic=topic or env.steps_topic, triggers_topic=triggers_topic, cron_queue=cron_queue
+    )
+    return desired_topology(registry, names)
 
 
-def _wanted(flows_path: tuple[str, ...], topic: str | None, topology_file: str | None) -> Topology:
+def _wanted(
+    flows_path: tuple[str, ...],
+    topic: str | None,
+    topology_file: str | None,
+    triggers_topic: str = DEFAULT_TRIGGERS_TOPIC,
+    cron_queue: str = DEFAULT_CRON_QUEUE,
+) -> Topology:
     if topology_file is None:
-        return _desired(flows_path, topic)
+        return _desired(flows_path, topic, triggers_topic, cron_queue)
     if flows_path or topic:
         raise click.UsageError("give either --topology-file or --flows/--topic, not both")
     return read_document(topology_file)
@@ -252,8 +283,9 @@ def _arm_backend(
 def topology_group() -> None:
     """The Service Bus entities the flows need: export, plan, apply.
 
-    The topology is the steps topic with one subscription per flow (a correlation filter on
-    FlowId), the cron and triggers queues, and every queue a ServiceBus trigger names.
+    The topology is the steps and triggers topics with one subscription per flow (a correlation
+    filter on FlowId; the triggers topic also has the catch-all 'unrouted'), the cron queue, and
+    every queue a ServiceBus trigger names.
     Entities the topology does not declare are reported, never deleted.
     """
 
@@ -275,7 +307,13 @@ def topology_group() -> None:
     "--check", is_flag=True, help="Write nothing; exit 1 when --out (or its schema) is stale."
 )
 def export_command(
-    flows_path: tuple[str, ...], topic: str | None, out: str, schema_ref: str | None, check: bool
+    flows_path: tuple[str, ...],
+    topic: str | None,
+    triggers_topic: str,
+    cron_queue: str,
+    out: str,
+    schema_ref: str | None,
+    check: bool,
 ) -> None:
     """Write the flows' topology as topology/servicebus.json (the emulator and Bicep read it).
 
@@ -283,7 +321,7 @@ def export_command(
     names it, so editors complete the document and its text does not depend on where floworch
     is installed (`--check` passes on any machine).
     """
-    desired = _desired(flows_path, topic)
+    desired = _desired(flows_path, topic, triggers_topic, cron_queue)
     if out == "-":
         text = render_document(desired, schema=SCHEMA_ID if schema_ref is None else schema_ref)
         click.echo(text, nl=False)
@@ -321,14 +359,19 @@ def export_command(
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan_command(
-    flows_path: tuple[str, ...], topic: str | None, as_json: bool, **options: Any
+    flows_path: tuple[str, ...],
+    topic: str | None,
+    triggers_topic: str,
+    cron_queue: str,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Compare the namespace with the topology and print what apply would change.
 
     Exit code: 0 when nothing would change, 2 when changes are pending (conflicts included),
     1 on any error (as `terraform plan -detailed-exitcode`).
     """
-    desired = _wanted(flows_path, topic, options.pop("topology_file"))
+    desired = _wanted(flows_path, topic, options.pop("topology_file"), triggers_topic, cron_queue)
     with _backend(options) as backend:
         plan = plan_topology(backend, desired)
     _print_plan(plan, as_json)
@@ -341,14 +384,19 @@ def plan_command(
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the applied plan as JSON.")
 def apply_command(
-    flows_path: tuple[str, ...], topic: str | None, as_json: bool, **options: Any
+    flows_path: tuple[str, ...],
+    topic: str | None,
+    triggers_topic: str,
+    cron_queue: str,
+    as_json: bool,
+    **options: Any,
 ) -> None:
     """Create or update the entities so the namespace matches the topology.
 
     Idempotent: a second apply changes nothing. Nothing is changed when a setting Service Bus
     cannot change in place differs (a conflict; see `plan`).
     """
-    desired = _wanted(flows_path, topic, options.pop("topology_file"))
+    desired = _wanted(flows_path, topic, options.pop("topology_file"), triggers_topic, cron_queue)
     echo = (lambda _change: None) if as_json else (lambda c: click.echo(describe_change(c)))
     with _backend(options) as backend:
         plan = apply_topology(backend, desired, on_change=echo)

@@ -94,12 +94,12 @@ def check_connection_string(value: str, hint: str) -> None:
     help="Queue of cron ticks.",
 )
 @click.option(
-    "--triggers-queue",
-    envvar="FLOWORCH_TRIGGERS_QUEUE",
+    "--triggers-topic",
+    envvar="FLOWORCH_TRIGGERS_TOPIC",
     show_envvar=True,
     default="flow-triggers",
     show_default=True,
-    help="Queue of run-starting messages.",
+    help="Topic of run-starting messages (a subscription per flow, and 'unrouted').",
 )
 @click.option(
     "--concurrency",
@@ -216,7 +216,9 @@ def check_connection_string(value: str, hint: str) -> None:
     "delivery count).",
 )
 @click.option("--no-cron", is_flag=True, help="Do not run the cron hub in this worker.")
-@click.option("--no-triggers", is_flag=True, help="Do not consume trigger queues.")
+@click.option(
+    "--no-triggers", is_flag=True, help="Do not receive trigger messages (topic and queues)."
+)
 @click.option(
     "--log-level",
     envvar="FLOWORCH_LOG_LEVEL",
@@ -233,7 +235,7 @@ def worker_command(
     namespace: str | None,
     topic: str,
     cron_queue: str,
-    triggers_queue: str,
+    triggers_topic: str,
     concurrency: int,
     prefetch: int,
     max_lock_renewal: float,
@@ -258,9 +260,10 @@ def worker_command(
     database is FLOWORCH_DB_URL (or --db); every worker sharing a namespace must share it.
 
     The worker receives each enabled flow's subscription (flow-<flowId>) on the steps topic, the
-    cron queue and the trigger queue; flows enabled, disabled or added to PATH while it runs take
-    effect within seconds. On SIGTERM/SIGINT it stops receiving, lets steps in flight finish for
-    --grace seconds, abandons the rest (Service Bus redelivers them) and exits 0.
+    cron queue, and each flow's subscription (and 'unrouted') on the triggers topic; flows
+    enabled, disabled or added to PATH while it runs take effect within seconds. On
+    SIGTERM/SIGINT it stops receiving, lets steps in flight finish for --grace seconds, abandons
+    the rest (Service Bus redelivers them) and exits 0.
     """
     from floworch.hosting.worker import WorkerSettings
     from floworch.runtime.servicebus.config import ServiceBusSettings
@@ -293,7 +296,7 @@ def worker_command(
         servicebus=ServiceBusSettings(
             steps_topic=topic,
             cron_queue=cron_queue,
-            triggers_queue=triggers_queue,
+            triggers_topic=triggers_topic,
             concurrency=concurrency,
             prefetch=prefetch,
             max_lock_renewal=timedelta(seconds=max_lock_renewal),
@@ -422,20 +425,20 @@ def _apply_topology(
 @click.option(
     "--servicebus",
     is_flag=True,
-    help="Send a message to the trigger queue (a worker starts the run) instead of writing the "
-    "run to the database directly.",
+    help="Send a message to the triggers topic (a worker that runs the flow starts the run) "
+    "instead of writing the run to the database directly.",
 )
 @click.option(
     "--connection", help="Service Bus connection string [FLOWORCH_SERVICEBUS_CONNECTION]."
 )
 @click.option("--namespace", help="Fully qualified namespace [FLOWORCH_SERVICEBUS_NAMESPACE].")
 @click.option(
-    "--queue",
-    envvar="FLOWORCH_TRIGGERS_QUEUE",
+    "--topic",
+    envvar="FLOWORCH_TRIGGERS_TOPIC",
     show_envvar=True,
     default="flow-triggers",
     show_default=True,
-    help="Trigger queue (with --servicebus).",
+    help="With --servicebus: the triggers topic, or the queue of the flow's ServiceBus trigger.",
 )
 @click.option("--db", help="Database URL (without --servicebus).")
 @click.option(
@@ -453,7 +456,7 @@ def trigger_command(
     servicebus: bool,
     connection: str | None,
     namespace: str | None,
-    queue: str,
+    topic: str,
     db: str | None,
     wait: bool,
     handlers: tuple[str, ...],
@@ -471,7 +474,7 @@ def trigger_command(
             raise click.UsageError("--wait runs steps here; it cannot be used with --servicebus")
         conn = _connection_options(settings, connection, namespace)
         key = asyncio.run(
-            _send_trigger(conn, flow_id, payload, queue, trigger_key, idempotency_key)
+            _send_trigger(conn, flow_id, payload, topic, trigger_key, idempotency_key)
         )
         click.echo(key)
         return
@@ -502,7 +505,7 @@ async def _send_trigger(
     connection: ServiceBusConnection,
     flow_id: str,
     payload: Any,
-    queue: str,
+    topic: str,
     trigger_key: str | None,
     idempotency_key: str | None,
 ) -> str:
@@ -515,7 +518,7 @@ async def _send_trigger(
             handle.client,
             flow_id,
             payload,
-            queue=queue,
+            topic=topic,
             trigger_key=trigger_key,
             idempotency_key=idempotency_key,
         )

@@ -1,8 +1,10 @@
 """The worker host: the engine on the Service Bus runtime, as a long-running process.
 
 One pump per enabled flow's subscription on the steps topic, one on the cron queue (the cron
-hub), one per trigger queue; a background loop that reconciles, keeps cron chains seeded, and
-starts or stops subscriptions as flows are enabled, disabled or added; a health endpoint. It is
+hub), one per flow's subscription on the triggers topic plus one on its catch-all ``unrouted``,
+one per queue a flow's ServiceBus trigger names; a background loop that reconciles, keeps cron
+chains seeded, and starts or stops subscriptions as flows are enabled, disabled or added; a
+health endpoint. It is
 what ``floworch worker`` runs.
 """
 
@@ -29,7 +31,7 @@ from floworch.runtime.servicebus.config import ServiceBusConnection, ServiceBusS
 from floworch.runtime.servicebus.connection import ClientHandle, open_client
 from floworch.runtime.servicebus.cron import CronHub
 from floworch.runtime.servicebus.dispatcher import ServiceBusDispatcher
-from floworch.runtime.servicebus.names import subscription_name
+from floworch.runtime.servicebus.names import UNROUTED_SUBSCRIPTION, subscription_name
 from floworch.runtime.servicebus.pump import MessageHandler, MessagePump, Source
 from floworch.runtime.servicebus.steps import StepMessageHandler
 from floworch.runtime.servicebus.triggers import TriggerMessageHandler
@@ -52,7 +54,7 @@ class WorkerSettings:
         refresh: how often flow enablement (and the flow source) is re-read.
         reconciler: reconciler thresholds.
         cron: run the cron hub.
-        triggers: consume trigger queues.
+        triggers: receive trigger messages (the triggers topic, flows' own trigger queues).
         lease: step lease length (renewed while a handler runs).
         health_host / health_port: where the HTTP API (with ``/healthz``, ``/readyz`` and
             ``/status``) is served (port None: off; 0: a free port).
@@ -125,7 +127,9 @@ class WorkerHost:
         self.cron = CronHub(
             self.engine, self._handle.client, queue=self.settings.servicebus.cron_queue
         )
-        self.trigger_handler = TriggerMessageHandler(self.engine)
+        topic = self.settings.servicebus.triggers_topic
+        self.trigger_handler = TriggerMessageHandler(self.engine, topic=topic)
+        self.unrouted_handler = TriggerMessageHandler(self.engine, topic=topic, unrouted=True)
         self._flow_source = flow_source
         self.step_pumps: dict[str, MessagePump] = {}
         self.queue_pumps: dict[str, MessagePump] = {}
@@ -161,9 +165,7 @@ class WorkerHost:
         await self.engine.sync_flows()
         await self.engine.reconcile(self.settings.reconciler)
         sb = self.settings.servicebus
-        if self.settings.triggers:
-            for queue in self._trigger_queues():
-                self._start_queue_pump(queue, self.trigger_handler)
+        self._start_trigger_pumps()
         if self.settings.cron:
             await self.cron.ensure_chains()
             self._start_queue_pump(sb.cron_queue, self.cron)
@@ -256,6 +258,7 @@ class WorkerHost:
     async def _refresh_flows(self) -> None:
         if self._flow_source is not None:
             await self._add_new_flows()
+            self._start_trigger_pumps()
         stored = {record.flow_id: record.enabled for record in await self.store.list_flows()}
         for flow in self.engine.flows:
             enabled = stored.get(flow.id, flow.manifest.enabled)
@@ -313,14 +316,26 @@ class WorkerHost:
         pump.start()
         return pump
 
-    def _trigger_queues(self) -> list[str]:
-        queues = {self.settings.servicebus.triggers_queue}
+    def _start_trigger_pumps(self) -> None:
+        """Receives the triggers of every flow (enabled or not: a disabled flow's triggers are
+        dead-lettered as FlowDisabled, as the engine refuses them) and the catch-all; starts
+        only what is not running yet."""
+        if not self.settings.triggers:
+            return
+        topic = self.settings.servicebus.triggers_topic
+        wanted: list[tuple[Source, MessageHandler]] = [
+            (Source(topic=topic, subscription=UNROUTED_SUBSCRIPTION), self.unrouted_handler)
+        ]
         for flow in self.engine.flows:
+            source = Source(topic=topic, subscription=subscription_name(flow.id))
+            wanted.append((source, self.trigger_handler))
             for trigger in flow.triggers.values():
                 queue = getattr(trigger, "queue", None)
-                if trigger.type == "ServiceBus" and queue:
-                    queues.add(queue)
-        return sorted(queues)
+                if trigger.type == "ServiceBus" and queue and queue.casefold() != topic.casefold():
+                    wanted.append((Source(queue=queue), self.trigger_handler))
+        for source, handler in wanted:
+            if str(source) not in self.queue_pumps:
+                self.queue_pumps[str(source)] = self._start_pump(source, handler)
 
     # -- health ----------------------------------------------------------------------------------
 
@@ -350,7 +365,7 @@ class WorkerHost:
             "pumps": pumps,
             "sent": self.sb_dispatcher.sent,
             "cronFired": self.cron.fired,
-            "triggersStarted": self.trigger_handler.started,
+            "triggersStarted": self.trigger_handler.started + self.unrouted_handler.started,
         }
         return ready, report
 

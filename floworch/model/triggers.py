@@ -219,7 +219,7 @@ class WebhookTrigger(ManifestModel):
 
 
 class ServiceBusTrigger(ManifestModel):
-    """A run started by a Service Bus message (queue ``flow-triggers`` unless ``queue`` is set)."""
+    """A run started by a Service Bus message (topic ``flow-triggers`` unless ``queue`` is set)."""
 
     type: Literal["ServiceBus"]
     queue: str | None = Field(

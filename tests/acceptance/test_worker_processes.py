@@ -394,7 +394,7 @@ async def test_a_database_outage_holds_messages_and_loses_nothing(
                 status = await asyncio.to_thread(worker.status)
                 pumps = status["pumps"]
                 steps = pumps[entities.step_pump("outage")]["retried_in_place"]
-                triggers = pumps[entities.triggers_queue]["retried_in_place"]
+                triggers = pumps[entities.trigger_pump("outage")]["retried_in_place"]
                 # Several tries of each message, all while it stays locked.
                 return status if steps > 1 and triggers > 3 else None
 
@@ -407,7 +407,7 @@ async def test_a_database_outage_holds_messages_and_loses_nothing(
             assert status["status"] == "not ready" and status["store"] != "ok", status
             await asyncio.sleep(4)  # an outage long enough to dead-letter without the back-off
             status = await asyncio.to_thread(worker.status)
-            for source in (entities.step_pump("outage"), entities.triggers_queue):
+            for source in (entities.step_pump("outage"), entities.trigger_pump("outage")):
                 assert status["pumps"][source]["abandoned"] == 0, status
             assert calls(flow_dir) == []
             proxy.restore()
@@ -426,13 +426,15 @@ async def test_a_database_outage_holds_messages_and_loses_nothing(
             ran = calls(flow_dir)
             assert_ran_once(ran)
             assert len(ran) == 6
-            for source in (entities.step_pump("outage"), entities.triggers_queue):
+            for source in (entities.step_pump("outage"), entities.trigger_pump("outage")):
                 assert worker.pump(source)["dead_lettered"] == 0
             sub = emulator.backend.get_subscription_runtime_info(
                 entities.topic, entities.subscription("outage")
             )
-            queue = emulator.backend.get_queue_runtime_info(entities.triggers_queue)
-            assert sub.dead_letter_message_count == 0 and queue.dead_letter_message_count == 0
+            triggers = emulator.backend.get_subscription_runtime_info(
+                entities.triggers_topic, entities.subscription("outage")
+            )
+            assert sub.dead_letter_message_count == 0 and triggers.dead_letter_message_count == 0
             assert proxy.stats.cut + proxy.stats.refused > 0
             await worker.wait_ready()
         finally:
@@ -474,7 +476,7 @@ def test_worker_help_lists_the_environment_variables(tmp_path: Path) -> None:
         "FLOWORCH_SERVICEBUS_NAMESPACE",
         "FLOWORCH_STEPS_TOPIC",
         "FLOWORCH_CRON_QUEUE",
-        "FLOWORCH_TRIGGERS_QUEUE",
+        "FLOWORCH_TRIGGERS_TOPIC",
         "FLOWORCH_CONCURRENCY",
         "FLOWORCH_SHUTDOWN_GRACE",
         "FLOWORCH_HEALTH_PORT",

@@ -75,7 +75,9 @@ def test_worker_creates_the_topology_runs_a_flow_and_exits_zero_on_sigterm(
         assert status == 200, report
         topics = {t.name for t in empty_emulator.backend.list_topics()}
         queues = {q.name for q in empty_emulator.backend.list_queues()}
-        assert "flow-steps" in topics and {"flow-cron", "flow-triggers"} <= queues
+        assert {"flow-steps", "flow-triggers"} <= topics and "flow-cron" in queues
+        triggers = {s.name for s in empty_emulator.backend.list_subscriptions("flow-triggers")}
+        assert triggers == {subscription_name("hello"), "unrouted"}
         subs = {s.name for s in empty_emulator.backend.list_subscriptions("flow-steps")}
         assert subscription_name("hello") in subs
         rules = empty_emulator.backend.list_rules("flow-steps", subscription_name("hello"))

@@ -26,14 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from floworch.emulator import ServiceBusEmulator
-from floworch.emulator.entities import (
-    CorrelationFilter,
-    QueueSettings,
-    RuleSettings,
-    SubscriptionSettings,
-    TopicSettings,
-)
-from floworch.runtime.servicebus.names import FLOW_RULE_NAME, subscription_name
+from floworch.runtime.servicebus.names import subscription_name
+from floworch.testing.servicebus import declare_flow_entities
 from tests.acceptance.conftest import ROOT
 
 T = TypeVar("T")
@@ -94,11 +88,11 @@ class PgSchema:
 
 @dataclass(frozen=True)
 class Entities:
-    """The names of one test's steps topic, cron queue and trigger queue."""
+    """The names of one test's steps topic, cron queue and triggers topic."""
 
     topic: str
     cron_queue: str
-    triggers_queue: str
+    triggers_topic: str
 
     def subscription(self, flow_id: str) -> str:
         return subscription_name(flow_id)
@@ -106,6 +100,10 @@ class Entities:
     def step_pump(self, flow_id: str) -> str:
         """The key of a flow's step pump in a worker's ``/status`` report."""
         return f"{self.topic}/Subscriptions/{subscription_name(flow_id)}"
+
+    def trigger_pump(self, flow_id: str) -> str:
+        """The key of a flow's trigger pump in a worker's ``/status`` report."""
+        return f"{self.triggers_topic}/Subscriptions/{subscription_name(flow_id)}"
 
 
 def declare_entities(
@@ -115,40 +113,18 @@ def declare_entities(
     lock_seconds: float = 30,
     max_delivery_count: int = 10,
 ) -> Entities:
-    """Creates a fresh steps topic (a subscription per flow), cron and trigger queues."""
+    """Creates fresh steps and triggers topics (a subscription per flow) and a cron queue."""
     suffix = uuid.uuid4().hex[:8]
     names = Entities(f"steps-{suffix}", f"cron-{suffix}", f"triggers-{suffix}")
-    lock = timedelta(seconds=lock_seconds)
-    backend = emulator.backend
-    backend.create_topic(TopicSettings(name=names.topic, requires_duplicate_detection=True))
-    for flow_id in flow_ids:
-        sub = subscription_name(flow_id)
-        backend.create_subscription(
-            SubscriptionSettings(
-                topic_name=names.topic,
-                name=sub,
-                lock_duration=lock,
-                max_delivery_count=max_delivery_count,
-            )
-        )
-        backend.delete_rule(names.topic, sub, "$Default")
-        backend.create_rule(
-            RuleSettings(
-                topic_name=names.topic,
-                subscription_name=sub,
-                name=FLOW_RULE_NAME,
-                filter=CorrelationFilter(properties={"FlowId": flow_id}),
-            )
-        )
-    for queue in (names.cron_queue, names.triggers_queue):
-        backend.create_queue(
-            QueueSettings(
-                name=queue,
-                requires_duplicate_detection=True,
-                lock_duration=lock,
-                max_delivery_count=max_delivery_count,
-            )
-        )
+    declare_flow_entities(
+        emulator.backend,
+        flow_ids,
+        steps_topic=names.topic,
+        triggers_topic=names.triggers_topic,
+        cron_queue=names.cron_queue,
+        lock_duration=timedelta(seconds=lock_seconds),
+        max_delivery_count=max_delivery_count,
+    )
     return names
 
 
@@ -261,7 +237,7 @@ class Cluster:
             FLOWORCH_SERVICEBUS_CONNECTION=self.emulator.connection_string,
             FLOWORCH_STEPS_TOPIC=self.entities.topic,
             FLOWORCH_CRON_QUEUE=self.entities.cron_queue,
-            FLOWORCH_TRIGGERS_QUEUE=self.entities.triggers_queue,
+            FLOWORCH_TRIGGERS_TOPIC=self.entities.triggers_topic,
             FLOWORCH_DB_URL=self.db_url,
         )
         return env
@@ -291,8 +267,8 @@ class Cluster:
             self.entities.topic,
             "--cron-queue",
             self.entities.cron_queue,
-            "--triggers-queue",
-            self.entities.triggers_queue,
+            "--triggers-topic",
+            self.entities.triggers_topic,
             "--lease",
             str(lease),
             "--tick",

@@ -9,7 +9,7 @@ from datetime import timedelta
 from floworch.runtime.servicebus.names import (
     DEFAULT_CRON_QUEUE,
     DEFAULT_STEPS_TOPIC,
-    DEFAULT_TRIGGERS_QUEUE,
+    DEFAULT_TRIGGERS_TOPIC,
 )
 
 
@@ -60,7 +60,8 @@ class ServiceBusSettings:
     Attributes:
         steps_topic: the topic step messages travel on.
         cron_queue: the queue of self-perpetuating cron ticks.
-        triggers_queue: the queue of run-starting messages from outside.
+        triggers_topic: the topic of run-starting messages from outside (a subscription per
+            flow routes them by ``FlowId``; ``unrouted`` catches the rest).
         concurrency: messages processed at once per subscription (and per queue).
         prefetch: messages the receiver fetches ahead (0: none).
         max_lock_renewal: how long a message lock is renewed while its step runs.
@@ -77,7 +78,7 @@ class ServiceBusSettings:
 
     steps_topic: str = DEFAULT_STEPS_TOPIC
     cron_queue: str = DEFAULT_CRON_QUEUE
-    triggers_queue: str = DEFAULT_TRIGGERS_QUEUE
+    triggers_topic: str = DEFAULT_TRIGGERS_TOPIC
     concurrency: int = 8
     prefetch: int = 0
     max_lock_renewal: timedelta = timedelta(minutes=5)

@@ -1,10 +1,15 @@
-"""Runs started by Service Bus messages: the ``flow-triggers`` queue (and any queue a flow's
+"""Runs started by Service Bus messages: the ``flow-triggers`` topic (and any queue a flow's
 ``ServiceBus`` trigger names).
 
 A trigger message has application property ``FlowId`` (optional ``TriggerKey`` and
 ``IdempotencyKey``; the idempotency key defaults to the message id) and a JSON body that becomes
 the run's trigger body. Application properties other than those are passed as trigger headers.
 Each idempotency key starts at most one run, however often the message is delivered.
+
+On the triggers topic, each flow's subscription (``flow-<flowId>``, a correlation filter on
+``FlowId``) routes its messages to the workers that run it, and they wait there while none does;
+the subscription ``unrouted`` catches what no flow's subscription takes, which a worker
+dead-letters with the reason (``FlowIdMissing``, ``UnknownFlow``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from floworch.engine.consumer import (
 from floworch.engine.engine import Engine
 from floworch.errors import FlowNotFoundError, TransportError, TriggerNotFoundError
 from floworch.runtime.servicebus.messages import application_property, body_bytes
-from floworch.runtime.servicebus.names import DEFAULT_TRIGGERS_QUEUE
+from floworch.runtime.servicebus.names import DEFAULT_TRIGGERS_TOPIC, UNROUTED_SUBSCRIPTION
 
 REASON_NO_FLOW_ID = "FlowIdMissing"
 REASON_UNKNOWN_FLOW = "UnknownFlow"
@@ -47,7 +52,8 @@ def trigger_message(
     idempotency_key: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> ServiceBusMessage:
-    """A message that starts one run of ``flow_id`` when it reaches a trigger queue."""
+    """A message that starts one run of ``flow_id`` when it reaches the triggers topic (or a
+    queue of the flow's ``ServiceBus`` trigger)."""
     properties: dict[str | bytes, Any] = {"FlowId": flow_id}
     if trigger_key:
         properties["TriggerKey"] = trigger_key
@@ -70,13 +76,17 @@ async def send_trigger(
     flow_id: str,
     body: Any = None,
     *,
-    queue: str = DEFAULT_TRIGGERS_QUEUE,
+    topic: str = DEFAULT_TRIGGERS_TOPIC,
     trigger_key: str | None = None,
     idempotency_key: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> str:
     """Sends one trigger message (opening a sender for it: use :class:`TriggerSender` to start
     many runs); returns its idempotency key (a new one unless given).
+
+    Args:
+        topic: the triggers topic, or the queue of the flow's ``ServiceBus`` trigger (Service
+            Bus addresses both by name).
 
     Raises:
         TransportError: the message could not be sent.
@@ -85,10 +95,10 @@ async def send_trigger(
         flow_id, body, trigger_key=trigger_key, idempotency_key=idempotency_key, headers=headers
     )
     try:
-        async with client.get_queue_sender(queue) as sender:
+        async with client.get_topic_sender(topic) as sender:
             await sender.send_messages(message)
     except AzureError as exc:
-        raise TransportError(f"sending a trigger of {flow_id!r} to queue {queue!r}: {exc}") from exc
+        raise TransportError(f"sending a trigger of {flow_id!r} to {topic!r}: {exc}") from exc
     return str(message.message_id)
 
 
@@ -96,9 +106,9 @@ class TriggerSender:
     """A long-lived sender of trigger messages, for applications that start many runs (one
     sender link for all of them; use ``async with``)."""
 
-    def __init__(self, client: ServiceBusClient, *, queue: str = DEFAULT_TRIGGERS_QUEUE) -> None:
-        self._sender = client.get_queue_sender(queue)
-        self._queue = queue
+    def __init__(self, client: ServiceBusClient, *, topic: str = DEFAULT_TRIGGERS_TOPIC) -> None:
+        self._sender = client.get_topic_sender(topic)
+        self._topic = topic
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> TriggerSender:
@@ -129,7 +139,7 @@ class TriggerSender:
                 await self._sender.send_messages(message)
         except AzureError as exc:
             raise TransportError(
-                f"sending a trigger of {flow_id!r} to queue {self._queue!r}: {exc}"
+                f"sending a trigger of {flow_id!r} to {self._topic!r}: {exc}"
             ) from exc
         return str(message.message_id)
 
@@ -138,11 +148,29 @@ class TriggerSender:
 
 
 class TriggerMessageHandler:
-    """The pump handler of trigger queues: one run per idempotency key."""
+    """The pump handler of the triggers topic's subscriptions and of trigger queues: one run
+    per idempotency key.
 
-    def __init__(self, engine: Engine, *, policy: RetryPolicy | None = None) -> None:
+    Args:
+        engine: the engine runs start on.
+        policy: how failures are retried (an outage) or dead-lettered.
+        topic: the triggers topic (for the dead-letter descriptions).
+        unrouted: whether it handles the topic's catch-all subscription ``unrouted``, which
+            holds what no flow's subscription routes.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        policy: RetryPolicy | None = None,
+        topic: str = DEFAULT_TRIGGERS_TOPIC,
+        unrouted: bool = False,
+    ) -> None:
         self._engine = engine
         self._policy = policy or RetryPolicy()
+        self._topic = topic
+        self._unrouted = unrouted
         self.started = 0
 
     async def __call__(self, message: ServiceBusReceivedMessage, delivery: Delivery) -> Verdict:
@@ -179,6 +207,14 @@ class TriggerMessageHandler:
                 idempotency_key=key,
             )
         except FlowNotFoundError as exc:
+            if self._unrouted:  # the catch-all holds what no flow's subscription takes
+                return DeadLetter(
+                    REASON_UNKNOWN_FLOW,
+                    f"no subscription of topic {self._topic!r} routes FlowId {flow_id!r}, so "
+                    f"no flow {flow_id!r} is deployed in this namespace (the message reached "
+                    f"{UNROUTED_SUBSCRIPTION!r}); deploy the flow, run `floworch topology "
+                    "apply`, and resubmit the message from the dead-letter queue",
+                )
             return DeadLetter(
                 REASON_UNKNOWN_FLOW,
                 f"{exc}; this worker runs {', '.join(self._engine.flows.ids()) or 'no flows'}",

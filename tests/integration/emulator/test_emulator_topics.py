@@ -142,7 +142,9 @@ async def test_schedule_and_cancel(emulator: ServiceBusEmulator, client: Service
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=700)
     async with client.get_topic_sender(topic) as sender:
         [kept] = await sender.schedule_messages(ServiceBusMessage("kept"), soon)
-        [cancelled] = await sender.schedule_messages(ServiceBusMessage("cancelled"), soon)
+        # Cancelled long before it is due, however slow the machine: no race with delivery.
+        later = soon + dt.timedelta(hours=1)
+        [cancelled] = await sender.schedule_messages(ServiceBusMessage("cancelled"), later)
         await sender.cancel_scheduled_messages(cancelled)
         # a plain send with scheduled_enqueue_time_utc is scheduled too
         await sender.send_messages(ServiceBusMessage("plain", scheduled_enqueue_time_utc=soon))
@@ -153,6 +155,7 @@ async def test_schedule_and_cancel(emulator: ServiceBusEmulator, client: Service
         for msg in got:
             await receiver.complete_message(msg)
         assert await receiver.receive_messages(max_wait_time=1.5) == []
+    assert emulator.backend.get_topic_runtime_info(topic).scheduled_message_count == 0
     assert sorted(str(m) for m in got) == ["kept", "plain"]
     assert arrived >= soon
     assert all(m.scheduled_enqueue_time_utc is not None for m in got)

@@ -13,19 +13,11 @@ from sqlalchemy import create_engine
 from sqlalchemy.schema import CreateSchema, DropSchema
 
 from floworch.emulator import ServiceBusEmulator
-from floworch.emulator.entities import (
-    CorrelationFilter,
-    QueueSettings,
-    RuleSettings,
-    SubscriptionSettings,
-    TopicSettings,
-)
 from floworch.runtime.servicebus.config import ServiceBusSettings
-from floworch.runtime.servicebus.names import FLOW_RULE_NAME, subscription_name
 from floworch.storage.sql import migrate
 from floworch.storage.sql.store import SqlStore
 from floworch.storage.sql.urls import to_async_url
-from floworch.testing.servicebus import start_servicebus_emulator
+from floworch.testing.servicebus import declare_flow_entities, start_servicebus_emulator
 from tests.integration.storage.conftest import PG_SERVER_URL, require_postgres, schema_url
 
 
@@ -72,45 +64,22 @@ def declare_entities(
     lock_seconds: int = 60,
     max_delivery_count: int = 10,
 ) -> ServiceBusSettings:
-    """Creates a fresh steps topic (one subscription per flow), cron and trigger queues."""
+    """Creates fresh steps and triggers topics (a subscription per flow) and a cron queue."""
     suffix = uuid.uuid4().hex[:8]
     settings = ServiceBusSettings(
         steps_topic=f"steps-{suffix}",
         cron_queue=f"cron-{suffix}",
-        triggers_queue=f"triggers-{suffix}",
+        triggers_topic=f"triggers-{suffix}",
         receive_wait=0.5,
     )
-
-    lock = timedelta(seconds=lock_seconds)
-    emulator.backend.create_topic(
-        TopicSettings(name=settings.steps_topic, requires_duplicate_detection=duplicate_detection)
+    declare_flow_entities(
+        emulator.backend,
+        flow_ids,
+        steps_topic=settings.steps_topic,
+        triggers_topic=settings.triggers_topic,
+        cron_queue=settings.cron_queue,
+        lock_duration=timedelta(seconds=lock_seconds),
+        max_delivery_count=max_delivery_count,
+        duplicate_detection=duplicate_detection,
     )
-    for flow_id in flow_ids:
-        sub = subscription_name(flow_id)
-        emulator.backend.create_subscription(
-            SubscriptionSettings(
-                topic_name=settings.steps_topic,
-                name=sub,
-                lock_duration=lock,
-                max_delivery_count=max_delivery_count,
-            )
-        )
-        emulator.backend.delete_rule(settings.steps_topic, sub, "$Default")
-        emulator.backend.create_rule(
-            RuleSettings(
-                topic_name=settings.steps_topic,
-                subscription_name=sub,
-                name=FLOW_RULE_NAME,
-                filter=CorrelationFilter(properties={"FlowId": flow_id}),
-            )
-        )
-    for queue in (settings.cron_queue, settings.triggers_queue):
-        emulator.backend.create_queue(
-            QueueSettings(
-                name=queue,
-                requires_duplicate_detection=True,
-                lock_duration=lock,
-                max_delivery_count=max_delivery_count,
-            )
-        )
     return settings

@@ -155,6 +155,10 @@ class ServiceBusEnvironment:
                 )
                 for flow_id in self._flow_ids
             ]
+            # Opened here: a first receive_messages bounds the link's opening by its short
+            # max_wait_time, which a loaded machine exceeds.
+            for receiver in self._dlq:
+                await receiver.__aenter__()
         for receiver in self._dlq:
             for message in await receiver.receive_messages(max_message_count=50, max_wait_time=0.2):
                 self._dead[str(message.message_id)] = DeadLettered(

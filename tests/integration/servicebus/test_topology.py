@@ -74,8 +74,8 @@ def test_apply_creates_everything_and_routes_each_flows_steps(
     emulator: ServiceBusEmulator, admin: ServiceBusAdministrationClient, desired: Topology
 ) -> None:
     plan = apply_topology(admin, desired)
-    assert plan.count(Action.CREATE) == 5  # 2 queues, 1 topic, 2 subscriptions
-    assert plan.count(Action.ADD) == 2 and plan.count(Action.REMOVE) == 2  # flow rule / $Default
+    assert plan.count(Action.CREATE) == 8  # 1 queue, 2 topics, 2 + 3 subscriptions
+    assert plan.count(Action.ADD) == 5 and plan.count(Action.REMOVE) == 5  # their rules / $Default
 
     assert admin.get_topic(STEPS).requires_duplicate_detection is True
     cron = admin.get_queue("flow-cron")
@@ -102,6 +102,24 @@ def test_apply_creates_everything_and_routes_each_flows_steps(
             receiver.complete_message(got)
         with client.get_subscription_receiver(STEPS, "flow-order-fulfilment") as receiver:
             assert receiver.peek_messages(max_message_count=5) == []
+        # Triggers too; what no flow routes reaches "unrouted" instead of being dropped.
+        with client.get_topic_sender("flow-triggers") as sender:
+            for message_id, props in (
+                ("t-hello", {"FlowId": "hello"}),
+                ("t-ghost", {"FlowId": "x"}),
+            ):
+                sender.send_messages(
+                    ServiceBusMessage(b"{}", message_id=message_id, application_properties=props)
+                )
+            sender.send_messages(ServiceBusMessage(b"{}", message_id="t-none"))
+        for subscription, expected in (
+            ("flow-hello", ["t-hello"]),
+            ("flow-order-fulfilment", []),
+            ("unrouted", ["t-ghost", "t-none"]),
+        ):
+            with client.get_subscription_receiver("flow-triggers", subscription) as receiver:
+                peeked = receiver.peek_messages(max_message_count=5)
+                assert sorted(str(m.message_id) for m in peeked) == expected, subscription
 
 
 def test_a_second_apply_changes_nothing(
@@ -122,7 +140,7 @@ def test_plan_shows_manual_drift_and_apply_repairs_it(
     admin.update_subscription(STEPS, sub)
     admin.delete_rule(STEPS, "flow-hello", "flow")
     admin.create_rule(STEPS, "flow-order-fulfilment", "$Default", filter=TrueRuleFilter())
-    queue = admin.get_queue("flow-triggers")
+    queue = admin.get_queue("flow-cron")
     queue.lock_duration = timedelta(seconds=20)
     admin.update_queue(queue)
 
@@ -133,7 +151,7 @@ def test_plan_shows_manual_drift_and_apply_repairs_it(
     assert summary == [
         (
             Action.UPDATE,
-            "flow-triggers",
+            "flow-cron",
             [("lockDuration", timedelta(seconds=20), timedelta(minutes=1))],
         ),
         (Action.UPDATE, f"{STEPS}/subscriptions/flow-hello", [("maxDeliveryCount", 3, 10)]),
@@ -199,12 +217,13 @@ def test_apply_to_connection_uses_the_runtimes_entity_names(
     emulator: ServiceBusEmulator, admin: ServiceBusAdministrationClient
 ) -> None:
     flows = load_flows_from_path(EXAMPLES[0])
-    runtime = ServiceBusSettings(steps_topic="steps-x", cron_queue="cron-x", triggers_queue="in-x")
+    runtime = ServiceBusSettings(steps_topic="steps-x", cron_queue="cron-x", triggers_topic="in-x")
     connection = ServiceBusConnection(connection_string=emulator.management_connection_string)
     settings = TopologySettings.for_runtime(runtime, max_delivery_count=5)
     plan = apply_to_connection(connection, flows, settings, ca_file=str(emulator.ca_file))
-    assert plan.count(Action.CREATE) == 4
-    assert sorted(q.name for q in admin.list_queues()) == ["cron-x", "in-x"]
+    assert plan.count(Action.CREATE) == 6
+    assert sorted(q.name for q in admin.list_queues()) == ["cron-x"]
+    assert sorted(t.name for t in admin.list_topics()) == ["in-x", "steps-x"]
     assert admin.get_subscription("steps-x", "flow-hello").max_delivery_count == 5
     again = apply_to_connection(connection, flows, settings, ca_file=str(emulator.ca_file))
     assert not again.pending
@@ -243,7 +262,7 @@ def test_cli_plan_apply_plan_exit_codes(emulator: ServiceBusEmulator, tmp_path: 
     before = floworch("plan", *target, cwd=tmp_path)
     assert before.returncode == 2, before.stderr
     assert "+ create topic flow-steps" in before.stdout
-    assert "Plan: 5 to create, 2 rules to add, 2 rules to remove." in before.stdout
+    assert "Plan: 8 to create, 5 rules to add, 5 rules to remove." in before.stdout
     assert "1 send + 1 receive + 1 complete + 2 filter evaluations" in before.stdout
 
     applied = floworch("apply", *target, cwd=tmp_path)

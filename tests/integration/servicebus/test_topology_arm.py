@@ -77,7 +77,7 @@ def test_apply_creates_everything_through_arm_and_a_second_apply_changes_nothing
     desired: Topology,
 ) -> None:
     plan = apply_topology(namespace, desired)
-    assert plan.summary() == "5 to create, 2 rules to add, 2 rules to remove"
+    assert plan.summary() == "8 to create, 5 rules to add, 5 rules to remove"
     assert "floworch-ns" in plan.target
 
     queue = client.queues.get(arm.resource_group, arm.namespace, "flow-cron")
@@ -105,23 +105,23 @@ def test_drift_is_planned_and_updates_keep_unmanaged_settings(
     desired: Topology,
 ) -> None:
     apply_topology(namespace, desired)
-    queue = client.queues.get(arm.resource_group, arm.namespace, "flow-triggers")
+    queue = client.queues.get(arm.resource_group, arm.namespace, "flow-cron")
     assert queue.properties is not None
     queue.properties.max_delivery_count = 2
     queue.properties.enable_batched_operations = False  # not managed: must survive the update
-    client.queues.create_or_update(arm.resource_group, arm.namespace, "flow-triggers", queue)
+    client.queues.create_or_update(arm.resource_group, arm.namespace, "flow-cron", queue)
     client.rules.delete(arm.resource_group, arm.namespace, STEPS, "flow-hello", "flow")
 
     plan = plan_topology(namespace, desired)
     assert [(c.action, c.path) for c in plan.changes] == [
-        (Action.UPDATE, "flow-triggers"),
+        (Action.UPDATE, "flow-cron"),
         (Action.ADD, f"{STEPS}/subscriptions/flow-hello/rules/flow"),
     ]
     assert [(f.name, f.current, f.wanted) for f in plan.changes[0].fields] == [
         ("maxDeliveryCount", 2, 10)
     ]
     apply_topology(namespace, desired)
-    after = client.queues.get(arm.resource_group, arm.namespace, "flow-triggers").properties
+    after = client.queues.get(arm.resource_group, arm.namespace, "flow-cron").properties
     assert after is not None
     assert (after.max_delivery_count, after.enable_batched_operations) == (10, False)
     assert not plan_topology(namespace, desired).pending

@@ -55,10 +55,13 @@ def test_the_repository_file_is_what_export_writes_for_the_examples(desired: Top
 @pytest.mark.emulator
 def test_the_emulator_loads_the_export_and_its_namespace_plans_clean(desired: Topology) -> None:
     loaded = load_topology(REPO_FILE)
-    assert {q.name for q in loaded.queues} == {"flow-cron", "flow-triggers"}
-    assert [(r.subscription_name, r.name) for r in loaded.rules] == [
-        ("flow-hello", "flow"),
-        ("flow-order-fulfilment", "flow"),
+    assert {q.name for q in loaded.queues} == {"flow-cron"}
+    assert [(r.topic_name, r.subscription_name, r.name) for r in loaded.rules] == [
+        ("flow-steps", "flow-hello", "flow"),
+        ("flow-steps", "flow-order-fulfilment", "flow"),
+        ("flow-triggers", "flow-hello", "flow"),
+        ("flow-triggers", "flow-order-fulfilment", "flow"),
+        ("flow-triggers", "unrouted", "unrouted"),
     ]
     assert read_document(REPO_FILE) == desired
     emulator = start_servicebus_emulator(REPO_FILE)
@@ -89,9 +92,9 @@ def test_cli_export_writes_checks_and_prints(tmp_path: Path) -> None:
     runner = CliRunner()
     written = runner.invoke(topology_group, ["export", "--flows", str(flows), "--out", str(out)])
     assert written.exit_code == 0, written.output
-    assert "1 topic(s), 2 subscription(s), 3 queue(s)" in written.output
+    assert "2 topic(s), 5 subscription(s), 2 queue(s)" in written.output
     loaded = load_topology(out)  # relative $schema is ignored by the loader, kept for editors
-    assert [q.name for q in loaded.queues] == ["flow-cron", "flow-triggers", "orders-in"]
+    assert [q.name for q in loaded.queues] == ["flow-cron", "orders-in"]
     schema = json.loads(out.read_text(encoding="utf-8"))["$schema"]
     assert schema == "servicebus.schema.json"
     assert (out.parent / schema).read_bytes() == SCHEMA_FILE.read_bytes()

@@ -25,7 +25,7 @@ from floworch.engine.ports import Dispatcher
 from floworch.hosting.worker import WorkerHost, WorkerSettings
 from floworch.model import load_manifest
 from floworch.runtime.servicebus.config import ServiceBusConnection, ServiceBusSettings
-from floworch.runtime.servicebus.names import subscription_name
+from floworch.runtime.servicebus.names import UNROUTED_SUBSCRIPTION, subscription_name
 from floworch.runtime.servicebus.triggers import TriggerSender, send_trigger
 from floworch.storage.factory import open_store
 from floworch.storage.port import Store
@@ -297,7 +297,7 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
                         body, message_id=mid, application_properties={"FlowId": "poison"}
                     )
                 )
-        async with client.get_queue_sender(sb.triggers_queue) as sender:
+        async with client.get_topic_sender(sb.triggers_topic) as sender:
             await sender.send_messages(
                 ServiceBusMessage("{}", message_id="t1", application_properties={"FlowId": "ghost"})
             )
@@ -307,7 +307,9 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
             client.get_subscription_receiver(
                 sb.steps_topic, subscription_name("poison"), sub_queue="deadletter"
             ) as steps_dlq,
-            client.get_queue_receiver(sb.triggers_queue, sub_queue="deadletter") as triggers_dlq,
+            client.get_subscription_receiver(
+                sb.triggers_topic, UNROUTED_SUBSCRIPTION, sub_queue="deadletter"
+            ) as triggers_dlq,
         ):
             for _ in range(40):
                 for receiver in (steps_dlq, triggers_dlq):
@@ -324,7 +326,8 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
     assert dead["m1"][0] == "EnvelopeInvalid" and "not JSON" in (dead["m1"][1] or "")
     assert dead["m2"][0] == "EnvelopeInvalid" and "version 99" in (dead["m2"][1] or "")
     assert dead["m3"][0] == "UnknownFlow" and "ghost" in (dead["m3"][1] or "")
-    assert dead["t1"][0] == "UnknownFlow"
+    assert dead["t1"][0] == "UnknownFlow"  # both reached the catch-all "unrouted"
+    assert "no flow 'ghost' is deployed" in (dead["t1"][1] or "")
     assert dead["t2"][0] == "FlowIdMissing"
 
 
@@ -350,9 +353,9 @@ async def test_trigger_queue_starts_one_run_per_idempotency_key(
         await host.wait_receiving()
         for _ in range(3):
             await send_trigger(
-                client, "orders", {"orderId": "A-1"}, queue=sb.triggers_queue, idempotency_key="k-1"
+                client, "orders", {"orderId": "A-1"}, topic=sb.triggers_topic, idempotency_key="k-1"
             )
-        async with TriggerSender(client, queue=sb.triggers_queue) as sender:
+        async with TriggerSender(client, topic=sb.triggers_topic) as sender:
             await sender.send("orders", {"orderId": "B-2"}, headers={"X-Source": "test"})
         for _ in range(200):
             runs = await store.list_runs(_query("orders"))

@@ -78,7 +78,7 @@ def test_operations_per_step_count_every_subscription_of_the_topic() -> None:
     assert (capacity.subscriptions, capacity.operations_per_step) == (4, 7)
     text = render_plan_text(plan)
     assert "1 send + 1 receive + 1 complete + 4 filter evaluations" in text
-    assert "= 7 operations per step" in text
+    assert "= 7 operations per message" in text
     assert "Standard tier bills per million operations" in text
     assert "$" not in text.split("Capacity:")[1].split("Warnings:")[0]  # no invented prices
 

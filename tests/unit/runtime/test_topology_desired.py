@@ -13,6 +13,7 @@ from floworch.runtime.servicebus.names import MAX_SUBSCRIPTION_NAME, subscriptio
 from floworch.runtime.servicebus.topology import (
     CorrelationFilterSpec,
     RuleSpec,
+    SqlFilterSpec,
     TopologyDocumentError,
     TopologyError,
     TopologySettings,
@@ -33,7 +34,7 @@ def flow(flow_id: str, **triggers: dict[str, Any]) -> FlowManifest:
 
 def test_steps_topic_has_one_subscription_per_flow_with_a_flow_id_rule() -> None:
     topology = desired_topology(FlowRegistry([flow("orders"), flow("billing")]))
-    (topic,) = topology.topics
+    topic, _ = topology.topics
     assert topic.name == "flow-steps"
     assert topic.requires_duplicate_detection is True
     assert topic.duplicate_detection_history_time_window == timedelta(minutes=10)
@@ -48,13 +49,31 @@ def test_steps_topic_has_one_subscription_per_flow_with_a_flow_id_rule() -> None
     assert orders.default_message_ttl is None  # left to Service Bus unless given
 
 
-def test_cron_and_triggers_queues_have_duplicate_detection() -> None:
+def test_the_cron_queue_has_duplicate_detection() -> None:
     topology = desired_topology([flow("a")])
-    assert [q.name for q in topology.queues] == ["flow-cron", "flow-triggers"]
+    assert [q.name for q in topology.queues] == ["flow-cron"]
     for queue in topology.queues:
         assert queue.requires_duplicate_detection is True
         assert queue.duplicate_detection_history_time_window == timedelta(minutes=10)
         assert queue.requires_session is False
+
+
+def test_the_triggers_topic_routes_each_flow_and_catches_the_rest() -> None:
+    # Issue 9.4: trigger messages reach only the workers that run their flow, and what no
+    # flow routes lands in "unrouted" instead of being dropped by Service Bus.
+    topology = desired_topology([flow("orders"), flow("billing")])
+    steps, triggers = topology.topics
+    assert triggers.name == "flow-triggers"
+    assert triggers.requires_duplicate_detection is True
+    names = [s.name for s in triggers.subscriptions]
+    assert names == ["flow-billing", "flow-orders", "unrouted"]
+    assert triggers.subscriptions[:2] == steps.subscriptions  # the same routes as the steps
+    (catch_all,) = triggers.subscriptions[2].rules
+    assert catch_all.name == "unrouted"
+    assert catch_all.filter == SqlFilterSpec(
+        "NOT EXISTS(FlowId) OR FlowId NOT IN ('billing', 'orders')"
+    )
+    assert triggers.subscriptions[2].max_delivery_count == 10
 
 
 def test_long_flow_ids_get_distinct_subscription_names_within_the_limit() -> None:
@@ -79,7 +98,7 @@ def test_service_bus_trigger_queues_are_added_once() -> None:
     ]
     topology = desired_topology(flows)
     names = [q.name for q in topology.queues]
-    assert names == ["flow-cron", "flow-triggers", "orders-in"]
+    assert names == ["flow-cron", "orders-in"]  # "flow-triggers" is the triggers topic
     extra = topology.queue("orders-in")
     assert extra is not None
     # A queue a flow listens on may pre-exist with its senders: duplicate detection (which
@@ -117,7 +136,7 @@ def test_settings_shape_every_entity() -> None:
     settings = TopologySettings(
         steps_topic="steps",
         cron_queue="cron",
-        triggers_queue="in",
+        triggers_topic="in",
         lock_duration=timedelta(seconds=30),
         max_delivery_count=4,
         default_message_ttl=timedelta(days=7),
@@ -132,7 +151,8 @@ def test_settings_shape_every_entity() -> None:
     sub = topic.subscriptions[0]
     assert (sub.lock_duration, sub.max_delivery_count) == (timedelta(seconds=30), 4)
     assert sub.dead_lettering_on_message_expiration is False
-    assert [q.name for q in topology.queues] == ["cron", "in"]
+    assert [q.name for q in topology.queues] == ["cron"]
+    assert [t.name for t in topology.topics] == ["steps", "in"]
     assert all(q.default_message_ttl == timedelta(days=7) for q in topology.queues)
 
 
@@ -156,3 +176,5 @@ def test_settings_outside_service_bus_limits_are_rejected(
 def test_invalid_entity_names_in_settings_are_reported() -> None:
     with pytest.raises(TopologyDocumentError, match=r"TopologySettings\.steps_topic"):
         desired_topology([flow("a")], TopologySettings(steps_topic="bad name"))
+    with pytest.raises(TopologyDocumentError, match="is also the steps topic"):
+        desired_topology([flow("a")], TopologySettings(triggers_topic="FLOW-STEPS"))

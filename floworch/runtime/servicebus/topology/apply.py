@@ -24,6 +24,7 @@ from floworch.runtime.servicebus.topology.model import (
 )
 from floworch.runtime.servicebus.topology.plan import Action, Change, Plan
 from floworch.runtime.servicebus.topology.render import describe_change
+from floworch.runtime.servicebus.topology.routing import with_existing_routes
 
 if TYPE_CHECKING:
     from azure.servicebus.management import ServiceBusAdministrationClient
@@ -69,7 +70,14 @@ def plan_topology(
         EntityOperationError: reading the namespace failed (the message names the entity).
     """
     backend = as_backend(target)
-    return compute_plan(topology, read_namespace(backend, topology), target=backend.target)
+    return _plan(backend, topology)
+
+
+def _plan(backend: NamespaceBackend, topology: Topology) -> Plan:
+    state = read_namespace(backend, topology)
+    # The catch-all of a triggers topic also excludes the flows other deployments routed there.
+    wanted = with_existing_routes(topology, state.topics)
+    return compute_plan(wanted, state, target=backend.target)
 
 
 def apply_topology(
@@ -95,7 +103,7 @@ def apply_topology(
             before it stay made; applying again continues from there.
     """
     backend = as_backend(target)
-    plan = compute_plan(topology, read_namespace(backend, topology), target=backend.target)
+    plan = _plan(backend, topology)
     if plan.conflicts:
         lines = "\n".join(f"  - {describe_change(c)}" for c in plan.conflicts)
         raise TopologyConflictError(

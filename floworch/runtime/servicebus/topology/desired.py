@@ -1,5 +1,6 @@
-"""The topology the registered flows need: the steps topic with one subscription per flow, the
-cron and triggers queues, and every queue a ``ServiceBus`` trigger names."""
+"""The topology the registered flows need: the steps topic and the triggers topic, each with one
+subscription per flow (the triggers topic also with its catch-all ``unrouted``), the cron queue,
+and every queue a ``ServiceBus`` trigger names."""
 
 from __future__ import annotations
 
@@ -9,21 +10,23 @@ from typing import Protocol
 
 from floworch.errors import ValidationIssue
 from floworch.model.triggers import ServiceBusTrigger
-from floworch.runtime.servicebus.names import FLOW_RULE_NAME, subscription_name
+from floworch.runtime.servicebus.names import subscription_name
 from floworch.runtime.servicebus.topology.errors import TopologyDocumentError
 from floworch.runtime.servicebus.topology.model import (
-    CorrelationFilterSpec,
     QueueSpec,
-    RuleSpec,
     SubscriptionSpec,
     TopicSpec,
     Topology,
     entity_key,
 )
+from floworch.runtime.servicebus.topology.routing import (
+    FLOW_ID_PROPERTY,
+    flow_rule,
+    unrouted_subscription,
+)
 from floworch.runtime.servicebus.topology.settings import TopologySettings
 
-#: The application property the step messages carry and the flow rules match.
-FLOW_ID_PROPERTY = "FlowId"
+__all__ = ["FLOW_ID_PROPERTY", "FlowLike", "desired_topology", "flow_rule"]
 
 # Queue and topic names: letters, digits, '.', '-', '_', '/'; start and end with a letter or
 # digit; up to 260 characters.
@@ -41,21 +44,15 @@ class FlowLike(Protocol):
     def triggers(self) -> Mapping[str, object]: ...
 
 
-def flow_rule(flow_id: str) -> RuleSpec:
-    """The one rule of a flow's subscription: a correlation filter on ``FlowId``."""
-    return RuleSpec(
-        name=FLOW_RULE_NAME,
-        filter=CorrelationFilterSpec(properties={FLOW_ID_PROPERTY: flow_id}),
-    )
-
-
 def desired_topology(
     flows: Iterable[FlowLike], settings: TopologySettings | None = None
 ) -> Topology:
     """The entities the Service Bus runtime needs for ``flows`` (a ``FlowRegistry`` works).
 
     Subscriptions are ordered by flow id and extra trigger queues by name, so the result (and
-    the exported document) does not depend on registration order.
+    the exported document) does not depend on registration order. A ``ServiceBus`` trigger
+    without ``queue`` (or naming the triggers topic) is served by the flow's subscription of the
+    triggers topic.
 
     Raises:
         TopologyDocumentError: listing every problem: two flows whose subscription names differ
@@ -64,10 +61,19 @@ def desired_topology(
     """
     settings = settings or TopologySettings()
     issues: list[ValidationIssue] = []
-    for attr in ("steps_topic", "cron_queue", "triggers_queue"):
+    names: dict[str, str] = {}
+    for attr in ("steps_topic", "triggers_topic", "cron_queue"):
         name = getattr(settings, attr)
         if not ENTITY_NAME.match(name):
             issues.append(ValidationIssue(f"TopologySettings.{attr}", _bad_name(name)))
+        elif entity_key(name) in names:
+            issues.append(
+                ValidationIssue(
+                    f"TopologySettings.{attr}",
+                    f"{name!r} is also the {names[entity_key(name)]}; each needs its own entity",
+                )
+            )
+        names.setdefault(entity_key(name), attr.replace("_", " "))
     reserved = {
         entity_key(settings.steps_topic): f"the steps topic {settings.steps_topic!r}",
         entity_key(settings.cron_queue): f"the cron queue {settings.cron_queue!r}",
@@ -98,30 +104,37 @@ def desired_topology(
                     ValidationIssue(
                         path,
                         f"{trigger.queue!r} is {reserved[entity_key(trigger.queue)]}; "
-                        "a ServiceBus trigger needs a queue of its own (or none, for "
-                        f"{settings.triggers_queue!r})",
+                        "a ServiceBus trigger needs a queue of its own (or none, for the "
+                        f"triggers topic {settings.triggers_topic!r})",
                     )
                 )
-            elif entity_key(trigger.queue) != entity_key(settings.triggers_queue):
+            elif entity_key(trigger.queue) != entity_key(settings.triggers_topic):
                 trigger_queues.setdefault(entity_key(trigger.queue), trigger.queue)
     if issues:
         raise TopologyDocumentError(issues, source="flows")
-    topic = TopicSpec(
+    flow_subscriptions = tuple(spec for _, spec in subscriptions.values())
+    steps = TopicSpec(
         name=settings.steps_topic,
         default_message_ttl=settings.default_message_ttl,
         requires_duplicate_detection=True,
         duplicate_detection_history_time_window=settings.duplicate_detection_window,
-        subscriptions=tuple(spec for _, spec in subscriptions.values()),
+        subscriptions=flow_subscriptions,
     )
-    queues = [
-        _queue(settings.cron_queue, settings, duplicate_detection=True),
-        _queue(settings.triggers_queue, settings, duplicate_detection=True),
-    ]
+    template = _subscription("template", "template", settings)
+    flow_ids = [flow_id for flow_id, _ in subscriptions.values()]
+    triggers = TopicSpec(
+        name=settings.triggers_topic,
+        default_message_ttl=settings.default_message_ttl,
+        requires_duplicate_detection=True,
+        duplicate_detection_history_time_window=settings.duplicate_detection_window,
+        subscriptions=(*flow_subscriptions, unrouted_subscription(template, flow_ids)),
+    )
+    queues = [_queue(settings.cron_queue, settings, duplicate_detection=True)]
     queues += [
         _queue(name, settings, duplicate_detection=None)
         for _, name in sorted(trigger_queues.items())
     ]
-    return Topology(topics=(topic,), queues=tuple(queues))
+    return Topology(topics=(steps, triggers), queues=tuple(queues))
 
 
 def _bad_name(name: str) -> str:

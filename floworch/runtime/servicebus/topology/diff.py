@@ -28,6 +28,7 @@ from floworch.runtime.servicebus.topology.plan import (
     Kind,
     Plan,
 )
+from floworch.runtime.servicebus.topology.routing import routing_warnings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,7 +108,7 @@ def compute_plan(topology: Topology, state: NamespaceState, *, target: str) -> P
         changes=(*entities, *upserts, *removals),
         extras=_extras(topology, state, extra_subs),
         capacity=tuple(topic_capacity(t, len(extra_subs.get(t.name, ()))) for t in topology.topics),
-        warnings=capacity_warnings(topology, extra_subs),
+        warnings=(*capacity_warnings(topology, extra_subs), *routing_warnings(topology)),
     )
 
 

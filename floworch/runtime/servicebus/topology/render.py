@@ -84,10 +84,10 @@ def capacity_text(capacity: TopicCapacity) -> list[str]:
     ops = capacity.operations_per_step
     noun = "subscription" if n == 1 else "subscriptions"
     return [
-        f"topic {capacity.topic}: {n:,} {noun}; each step message costs {ops:,} operations:",
+        f"topic {capacity.topic}: {n:,} {noun}; each message costs {ops:,} operations:",
         f"    1 send + 1 receive + 1 complete + {n:,} filter evaluations (one per subscription)",
-        f"    = {ops:,} operations per step, {ops:,} million operations per million steps "
-        "(Standard tier bills per million operations)",
+        f"    = {ops:,} operations per message (a step, on the steps topic), {ops:,} million "
+        "operations per million messages (Standard tier bills per million operations)",
     ]
 
 

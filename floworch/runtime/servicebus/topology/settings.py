@@ -10,7 +10,7 @@ from floworch.runtime.servicebus.config import ServiceBusSettings
 from floworch.runtime.servicebus.names import (
     DEFAULT_CRON_QUEUE,
     DEFAULT_STEPS_TOPIC,
-    DEFAULT_TRIGGERS_QUEUE,
+    DEFAULT_TRIGGERS_TOPIC,
 )
 from floworch.runtime.servicebus.topology.errors import TopologyError
 
@@ -28,7 +28,8 @@ class TopologySettings:
     Attributes:
         steps_topic: topic of the step messages; one subscription per flow.
         cron_queue: queue of the self-perpetuating cron messages.
-        triggers_queue: queue of run-starting messages (``ServiceBus`` triggers without ``queue``).
+        triggers_topic: topic of run-starting messages (``ServiceBus`` triggers without
+            ``queue``); one subscription per flow, and ``unrouted`` for the rest.
         lock_duration: peek-lock duration of queues and subscriptions (5 s to 5 min).
         max_delivery_count: deliveries before a message is dead-lettered.
         dead_lettering_on_message_expiration: dead-letter expired messages instead of dropping.
@@ -41,7 +42,7 @@ class TopologySettings:
 
     steps_topic: str = DEFAULT_STEPS_TOPIC
     cron_queue: str = DEFAULT_CRON_QUEUE
-    triggers_queue: str = DEFAULT_TRIGGERS_QUEUE
+    triggers_topic: str = DEFAULT_TRIGGERS_TOPIC
     lock_duration: timedelta = timedelta(minutes=1)
     max_delivery_count: int = 10
     dead_lettering_on_message_expiration: bool = True
@@ -61,7 +62,7 @@ class TopologySettings:
                 f"duplicate_detection_window {self.duplicate_detection_window} "
                 "is not between 20 s and 7 days"
             )
-        for attr in ("steps_topic", "cron_queue", "triggers_queue"):
+        for attr in ("steps_topic", "cron_queue", "triggers_topic"):
             if not getattr(self, attr):
                 problems.append(f"{attr} must not be empty")
         if problems:
@@ -74,6 +75,6 @@ class TopologySettings:
         return cls(
             steps_topic=servicebus.steps_topic,
             cron_queue=servicebus.cron_queue,
-            triggers_queue=servicebus.triggers_queue,
+            triggers_topic=servicebus.triggers_topic,
             **options,
         )
