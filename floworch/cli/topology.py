@@ -42,7 +42,19 @@ DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-class _PlanCommand(click.Command):
+class _TopologyCommand(click.Command):
+    """Every topology error exits 1, as docs/topology.md says (TopologyError is a kind of
+    TransportError, which other commands report with exit 3: a namespace that refuses a
+    certificate, a conflict or a bad document is no outage to wait out)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TopologyError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+class _PlanCommand(_TopologyCommand):
     """Usage errors exit 1 here (not click's 2), so that 2 always means "changes pending"."""
 
     def make_context(
@@ -290,7 +302,7 @@ def topology_group() -> None:
     """
 
 
-@topology_group.command("export")
+@topology_group.command("export", cls=_TopologyCommand)
 @_source_options
 @click.option(
     "--out",
@@ -379,7 +391,7 @@ def plan_command(
         sys.exit(EXIT_CHANGES_PENDING)
 
 
-@topology_group.command("apply")
+@topology_group.command("apply", cls=_TopologyCommand)
 @_source_options
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the applied plan as JSON.")

@@ -111,14 +111,14 @@ def test_cli_export_writes_checks_and_prints(tmp_path: Path) -> None:
         topology_group, ["export", "--flows", str(flows), "--out", str(out), "--check"]
     )
     assert stale.exit_code == 1
-    assert "out of date" in str(stale.exception)
+    assert "out of date" in stale.output
     (flows / "more.yaml").unlink()
     (out.parent / schema).write_text("{}", encoding="utf-8")  # a floworch upgrade changed it
     old_schema = runner.invoke(
         topology_group, ["export", "--flows", str(flows), "--out", str(out), "--check"]
     )
     assert old_schema.exit_code == 1
-    assert "servicebus.schema.json out of date" in str(old_schema.exception)
+    assert "servicebus.schema.json out of date" in old_schema.output
 
     with_id = runner.invoke(topology_group, ["export", "--flows", str(flows), "--out", "-"])
     assert json.loads(with_id.output)["$schema"] == SCHEMA_ID
