@@ -24,6 +24,7 @@ from floworch.api.problems import ProblemError, problem_responses
 from floworch.engine.engine import TriggerResult
 from floworch.model import FlowDefinition, to_mermaid
 from floworch.model.triggers import CronTrigger, ServiceBusTrigger, WebhookTrigger
+from floworch.telemetry.hooks import TriggerOrigin
 
 router = APIRouter(prefix="/api/flows", tags=["flows"], route_class=StrictRoute)
 
@@ -206,5 +207,6 @@ async def trigger_flow(
         body,
         trigger_headers(request.headers, ["idempotency-key"]),
         idempotency_key,
+        origin=TriggerOrigin.http(request.headers),
     )
     return started(result, response, flow.id)

@@ -18,6 +18,7 @@ from floworch.engine.schedules import effective_cron, next_fire
 from floworch.errors import TriggerNotFoundError
 from floworch.model import CronTrigger, FlowDefinition
 from floworch.storage.records import ScheduleState
+from floworch.telemetry.hooks import TriggerOrigin
 
 router = APIRouter(prefix="/api/schedules", tags=["schedules"], route_class=StrictRoute)
 
@@ -138,5 +139,7 @@ async def fire(
     headers = trigger_headers(
         {"X-Floworch-Fire-Time": now.isoformat(), "X-Floworch-Fired-By": "api"}
     )
-    result = await ctx.engine.trigger(flow.id, key, trigger.body, headers)
+    result = await ctx.engine.trigger(
+        flow.id, key, trigger.body, headers, origin=TriggerOrigin.http(request.headers)
+    )
     return started(result, response, flow.id)

@@ -25,6 +25,7 @@ from floworch.api.models import (
 from floworch.api.problems import ProblemError, problem_responses
 from floworch.api.webhooks import Refusal, WebhookRoute, delivery_id, verify, webhook_routes
 from floworch.storage.api_records import RejectionReason, WebhookDelivery, WebhookRejection
+from floworch.telemetry.hooks import TriggerOrigin
 
 log = logging.getLogger("floworch.api.webhooks")
 
@@ -176,6 +177,7 @@ async def _accept(ctx: ApiContext, request: Request, slug: str) -> WebhookAccept
         body,
         trigger_headers(request.headers, dropped),
         idempotency_key=f"webhook:{delivery}",
+        origin=TriggerOrigin.http(request.headers),
     )
     if result.disabled or result.run_id is None:
         raise Refusal(RejectionReason.FLOW_DISABLED, 409, f"flow {route.flow.id!r} is disabled")

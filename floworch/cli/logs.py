@@ -12,6 +12,8 @@ import sys
 
 import click
 
+from floworch.telemetry.logs import JsonFormatter, LogContextFilter
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 log_level_option = click.option(
@@ -21,6 +23,18 @@ log_level_option = click.option(
     show_default=True,
     envvar="FLOWORCH_LOG_LEVEL",
     help="Handler log records (ctx.logger) at this level and above are printed to stderr.",
+)
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    show_default=True,
+    envvar="FLOWORCH_LOG_FORMAT",
+    show_envvar=True,
+    help="Log records on stderr as text lines or as one JSON object per line (with flow, run, "
+    "step, attempt, trace and span ids).",
 )
 
 
@@ -54,14 +68,19 @@ class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler this module installed, so a second call replaces it."""
 
 
-def configure_logging(level: str) -> None:
-    """Shows handler logs at ``level`` and floworch's warnings on stderr."""
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Shows handler logs at ``level`` and floworch's warnings on stderr (``json``: one JSON
+    object per record)."""
     value = getattr(logging, level.upper())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _CliHandler)]:
         root.removeHandler(old)
     handler = _CliHandler(sys.stderr)
-    handler.setFormatter(StepLogFormatter(tracebacks=value <= logging.DEBUG))
+    handler.addFilter(LogContextFilter())
+    if log_format.lower() == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(StepLogFormatter(tracebacks=value <= logging.DEBUG))
     root.addHandler(handler)
     internal = logging.DEBUG if value <= logging.DEBUG else logging.WARNING
     root.setLevel(internal)

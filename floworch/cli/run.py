@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import click
 from floworch.cli.failures import ExitCode, mask_secrets
 from floworch.cli.inputs import dump_json, parse_body, parse_headers
 from floworch.cli.loading import check_handlers, load_flows, pick_flow
-from floworch.cli.logs import configure_logging, log_level_option
+from floworch.cli.logs import configure_logging, log_format_option, log_level_option
 from floworch.cli.render import failure_lines, run_to_json, summary
 from floworch.cli.session import database_url, db_option, describe_database
 
@@ -56,6 +57,7 @@ def exit_code_of(status: str) -> ExitCode:
     help="Give up waiting after this many seconds (exit 1; `floworch resume` continues).",
 )
 @log_level_option
+@log_format_option
 def run_command(
     path: str,
     handlers: tuple[str, ...],
@@ -68,6 +70,7 @@ def run_command(
     as_json: bool,
     timeout: float | None,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run a flow here until it finishes.
 
@@ -86,8 +89,11 @@ def run_command(
     from floworch.engine.handlers import default_registry
 
     check_handlers(project.manifests, default_registry)
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
+    from floworch.hosting.observability import start_telemetry
     from floworch.hosting.runner import run_main
+
+    telemetry = start_telemetry(os.environ, service_name="floworch-run")
 
     started = _Started()
     try:
@@ -116,6 +122,9 @@ def run_command(
                 err=True,
             )
         sys.exit(ExitCode.INTERRUPTED)
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
     sys.exit(code)
 
 

@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from floworch.cli.logs import log_format_option
+
 
 @click.command("serve")
 @click.argument("path", required=False, type=click.Path(exists=True))
@@ -46,6 +48,7 @@ import click
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
 )
+@log_format_option
 def serve_command(
     path: str | None,
     handlers: tuple[str, ...],
@@ -54,6 +57,7 @@ def serve_command(
     port: int,
     insecure_no_auth: bool,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Serve the HTTP API and run flows on the embedded runtime until Ctrl-C.
 
@@ -63,18 +67,20 @@ def serve_command(
     """
     from floworch.cli.settings import Settings
     from floworch.hosting.http import ApiEnvironment, auth_for
+    from floworch.hosting.observability import LogFormat, console_logging, start_telemetry
 
-    logging.basicConfig(
-        level=getattr(logging, log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    console_logging(log_level, LogFormat(log_format.lower()))
     settings = Settings.from_env()
     target = path or settings.flows
     if not target:
         raise click.UsageError("say which flows to serve: PATH or FLOWORCH_FLOWS")
     auth = auth_for(ApiEnvironment.from_env(os.environ), host, insecure_no_auth=insecure_no_auth)
-    asyncio.run(_serve(target, handlers, settings.database_url(db), host, port, auth))
+    telemetry = start_telemetry(os.environ, service_name="floworch-serve")
+    try:
+        asyncio.run(_serve(target, handlers, settings.database_url(db), host, port, auth))
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
 
 
 async def _serve(

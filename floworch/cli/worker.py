@@ -16,6 +16,7 @@ import click
 from floworch.cli.failures import mask_secrets
 from floworch.cli.inputs import parse_body
 from floworch.cli.loading import load_project, registry_of
+from floworch.cli.logs import log_format_option
 from floworch.cli.settings import Settings
 from floworch.errors import FlowValidationError, ValidationIssue
 
@@ -227,6 +228,7 @@ def check_connection_string(value: str, hint: str) -> None:
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
 )
+@log_format_option
 def worker_command(
     paths: tuple[str, ...],
     handlers: tuple[str, ...],
@@ -252,6 +254,7 @@ def worker_command(
     no_cron: bool,
     no_triggers: bool,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run flows on Azure Service Bus until SIGTERM or SIGINT.
 
@@ -265,16 +268,11 @@ def worker_command(
     SIGTERM/SIGINT it stops receiving, lets steps in flight finish for --grace seconds, abandons
     the rest (Service Bus redelivers them) and exits 0.
     """
+    from floworch.hosting.observability import LogFormat, console_logging, start_telemetry
     from floworch.hosting.worker import WorkerSettings
     from floworch.runtime.servicebus.config import ServiceBusSettings
 
-    logging.basicConfig(
-        level=getattr(logging, log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("azure", "uamqp"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, log_level)))
+    console_logging(log_level, LogFormat(log_format.lower()))
     from floworch.cli.session import database_url
 
     settings = Settings.from_env()
@@ -311,18 +309,23 @@ def worker_command(
         health_port=health_port,
         api_auth=api_auth,
     )
-    code = asyncio.run(
-        _run_worker(
-            targets,
-            handlers,
-            url,
-            conn,
-            worker_settings,
-            auto_create_topology,
-            ca_file,
-            management_connection,
+    telemetry = start_telemetry(os.environ, service_name="floworch-worker")
+    try:
+        code = asyncio.run(
+            _run_worker(
+                targets,
+                handlers,
+                url,
+                conn,
+                worker_settings,
+                auto_create_topology,
+                ca_file,
+                management_connection,
+            )
         )
-    )
+    finally:
+        if telemetry is not None:
+            telemetry.shutdown()
     sys.exit(code)
 
 

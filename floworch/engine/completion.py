@@ -81,7 +81,6 @@ async def complete_step(
                     outcome.error.message if outcome.error else "",
                     {"attempt": step.attempt + 1, "at": due.isoformat()},
                 )
-                core.telemetry.retries.add(1, {"floworch.step_type": node.type})
         elif status == StepStatus.WAITING:
             await _park(t, node, step, outcome)
         else:
@@ -102,13 +101,6 @@ async def complete_step(
                 await _record_attempt(tx, step, outcome, now)
         await t.flush()
     await core.send(t.sends)
-    core.telemetry.steps_completed.add(
-        1, {"floworch.flow_id": flow.id, "floworch.status": str(outcome.status)}
-    )
-    if t.run_finished is not None:
-        core.telemetry.runs_completed.add(
-            1, {"floworch.flow_id": flow.id, "floworch.status": str(t.run_finished)}
-        )
     return t
 
 

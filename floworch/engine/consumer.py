@@ -43,6 +43,7 @@ from floworch.errors import (
     StorageError,
     TransportError,
 )
+from floworch.telemetry.logs import log_context
 
 if TYPE_CHECKING:
     from floworch.engine.engine import Engine
@@ -287,7 +288,13 @@ class StepConsumer:
                 envelope = StepEnvelope.from_json(body)
             except Exception as exc:  # any decoding failure means the body is not an envelope
                 return DeadLetter(DeadLetterReason.ENVELOPE_INVALID, describe(exc))
-        return await consume(lambda: self._run(envelope), delivery, self.policy, what="step")
+        with log_context(
+            flow_id=envelope.flow_id,
+            run_id=envelope.run_id,
+            step_key=envelope.step_key,
+            seq=envelope.seq,
+        ):
+            return await consume(lambda: self._run(envelope), delivery, self.policy, what="step")
 
     async def _run(self, envelope: StepEnvelope) -> Verdict:
         try:

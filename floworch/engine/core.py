@@ -16,7 +16,7 @@ from floworch.engine.handlers import HandlerRegistry
 from floworch.engine.ports import Clock, Dispatcher
 from floworch.errors import TransportError
 from floworch.storage.port import Store
-from floworch.telemetry.hooks import Telemetry
+from floworch.telemetry.hooks import Telemetry, messaging_target
 
 log = logging.getLogger("floworch.engine")
 
@@ -50,10 +50,13 @@ class EngineCore:
         """
         if not sends:
             return
+        # One flow.dispatch span per message; its context travels in the message.
+        sends, spans = self.telemetry.begin_dispatch(sends, messaging_target(self.dispatcher))
         now = self.clock.now()
         immediate = [env for env, at in sends if at is None or at <= now]
         later = [(env, at) for env, at in sends if at is not None and at > now]
         sent: list[tuple[str, str, int]] = []
+        failure: TransportError | None = None
         try:
             if immediate:
                 await self.dispatcher.enqueue(immediate)
@@ -63,11 +66,13 @@ class EngineCore:
                 await self.dispatcher.schedule(env, at)
                 sent.append((env.run_id, env.step_key, env.seq))
         except TransportError as exc:
+            failure = exc
             log.warning(
                 "sending %d step message(s) failed; the reconciler will retry: %s",
                 len(sends) - len(sent),
                 exc,
             )
+        self.telemetry.end_dispatch(sends, spans, set(sent), failure)
         if sent:
             await self.store.mark_dispatched(sent, now)
 

@@ -45,7 +45,7 @@ from floworch.storage.records import (
     StepRecord,
     step_changes,
 )
-from floworch.telemetry.hooks import Telemetry
+from floworch.telemetry.hooks import Telemetry, TriggerOrigin
 
 _OPEN = (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING)
 
@@ -152,6 +152,7 @@ class Engine:
         idempotency_key: str | None = None,
         *,
         source_run_id: str | None = None,
+        origin: TriggerOrigin | None = None,
     ) -> TriggerResult:
         """Starts a run of a flow.
 
@@ -162,6 +163,8 @@ class Engine:
             body: the trigger body, any JSON value.
             headers: trigger headers (case-insensitive in expressions).
             idempotency_key: a repeat with the same key returns the first run id.
+            origin: who starts the run (HTTP, a message), for the ``flow.trigger`` span's kind
+                and the caller's trace context.
 
         Returns:
             ``run_id``, and ``duplicate`` for a repeated key or ``disabled`` for a disabled flow.
@@ -177,7 +180,9 @@ class Engine:
         stored = await self.store.get_flow(flow_id)
         if stored is not None and not stored.enabled:
             return TriggerResult(None, disabled=True)
-        with self.core.telemetry.trigger_span(flow_id, key) as span:
+        with self.core.telemetry.trigger_span(
+            flow_id, key, origin, flow_version=flow.version, body=body
+        ) as span:
             now = self.clock.now()
             run = RunRecord(
                 run_id=uuid.uuid4().hex,
@@ -207,8 +212,7 @@ class Engine:
                 await t.dispatch_new(list(flow.root.entry))
                 await t.flush()
             span.set_attribute("floworch.run_id", run.run_id)
-        self.core.telemetry.runs_started.add(1, {"floworch.flow_id": flow.id})
-        await self.core.send(t.sends)
+            await self.core.send(t.sends)
         return TriggerResult(run.run_id)
 
     async def rerun(self, run_id: str) -> TriggerResult:
@@ -261,6 +265,12 @@ class Engine:
         if run is None or run.status != RunStatus.RUNNING:
             return SignalOutcome.NOT_FOUND
         flow = self.flows.get(run.flow_id)
+        with self.core.telemetry.signal_span(flow.id, run_id, signal_name, run.trace_context):
+            return await self._deliver_signal(flow, run_id, signal_name, payload)
+
+    async def _deliver_signal(
+        self, flow: FlowDefinition, run_id: str, signal_name: str, payload: Any
+    ) -> SignalOutcome:
         now = self.clock.now()
         async with self.store.run_transaction(run_id) as tx:
             current = await tx.get_run(run_id)
@@ -269,6 +279,10 @@ class Engine:
             outcome, step_key = await tx.deliver_signal(run_id, signal_name, payload, now)
             t = Transition(self.core, tx, flow, current, now)
             if outcome == SignalOutcome.DELIVERED and step_key is not None:
+                waiting = (await tx.get_steps(run_id, [step_key])).get(step_key)
+                if waiting is not None and waiting.started_at is not None:
+                    waited = (now - waiting.started_at).total_seconds()
+                    self.core.telemetry.signal_waited(flow.id, step_key, waited)
                 t.event("SignalDelivered", step_key, f"signal {signal_name!r}")
                 await t.finish(
                     step_key,
@@ -433,6 +447,17 @@ class Engine:
         trigger = flow.triggers.get(trigger_key)
         if not isinstance(trigger, CronTrigger):
             raise TriggerNotFoundError(flow_id, trigger_key, list(flow.triggers))
+        with self.core.telemetry.cron_span(flow_id, trigger_key, fire_time) as span:
+            result = await self._fire_schedule(flow_id, trigger_key, trigger, fire_time)
+            if result is not None and result.run_id is not None and not result.duplicate:
+                span.set_attribute("floworch.run_id", result.run_id)
+                lag = (self.clock.now() - fire_time).total_seconds()
+                self.core.telemetry.cron_fired(flow_id, trigger_key, lag)
+        return result
+
+    async def _fire_schedule(
+        self, flow_id: str, trigger_key: str, trigger: CronTrigger, fire_time: datetime
+    ) -> TriggerResult | None:
         async with self.store.transaction() as tx:
             state = await tx.get_schedule_state(flow_id, trigger_key) or ScheduleState(
                 flow_id, trigger_key

@@ -85,6 +85,7 @@ async def reconcile(
         if await time_out_run(run.run_id):
             timed_out += 1
     report = ReconcileReport(resent, taken, timed_out, redispatched)
+    core.telemetry.reconciled(resent, redispatched, taken, timed_out)
     if report.anything:
         log.info("reconciler: %s", report)
     return report

@@ -29,6 +29,7 @@ from floworch.expressions import ExpressionError
 from floworch.model import DELAY, FOR_EACH, WAIT_FOR_SIGNAL, FlowDefinition, StepNode
 from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.records import ClaimOutcome, RunRecord, StepRecord
+from floworch.telemetry.logs import LogContext, log_context
 
 log = logging.getLogger("floworch.engine")
 
@@ -78,6 +79,7 @@ class Stepper:
             now=now,
         )
         if not claim.acquired:
+            core.telemetry.claim_conflict(flow.id, str(claim.outcome))
             return ClaimOutcome(claim.outcome)
         assert claim.run is not None and claim.step is not None
         run, step = claim.run, claim.step
@@ -93,15 +95,22 @@ class Stepper:
         node = flow.node(step.step_key)
         attributes = {
             "floworch.flow_id": flow.id,
+            "floworch.flow_version": flow.version,
             "floworch.run_id": run.run_id,
             "floworch.step_key": step.step_key,
             "floworch.step_type": node.type,
             "floworch.attempt": step.attempt,
+            "floworch.seq": step.seq,
         }
-        with core.telemetry.step_span(envelope.trace_context, attributes) as span:
-            if envelope.scheduled_at is not None:
-                delay = (now - envelope.scheduled_at).total_seconds()
-                core.telemetry.queue_delay.record(max(delay, 0.0), {"floworch.flow_id": flow.id})
+        with (
+            log_context(attempt=step.attempt, seq=step.seq),
+            core.telemetry.step_span(envelope, attributes) as span,
+        ):
+            due = step.due_at or envelope.scheduled_at
+            if due is not None:
+                core.telemetry.record_queue_delay(
+                    flow.id, step.step_key, (now - due).total_seconds()
+                )
             try:
                 outcome = await self._execute(flow, run, step, node, now)
             except RecursionError:
@@ -112,8 +121,13 @@ class Stepper:
                     "inputs or output",
                     error_type=ErrorType.OUTPUT_NOT_STORABLE,
                 )
-            core.telemetry.finish_span(span, str(outcome.status), error_json(outcome.error))
-        await self._complete(flow, run.run_id, step, outcome)
+            core.telemetry.finish_span(
+                span, str(outcome.status), error_json(outcome.error), outcome.output
+            )
+            # Inside the span: the messages this outcome dispatches are its children.
+            await self._complete(flow, run.run_id, step, outcome)
+            elapsed = (core.clock.now() - now).total_seconds()
+            core.telemetry.record_step(flow.id, step.step_key, node.type, outcome.status, elapsed)
         return ClaimOutcome(claim.outcome)
 
     async def _execute(
@@ -299,9 +313,15 @@ class Stepper:
             )
         state = step.state if isinstance(step.state, dict) else {}
         token = Cancellation()
+        where = LogContext(flow.id, run.run_id, step.step_key, step.attempt, step.seq)
         logger = logging.LoggerAdapter(
             logging.getLogger(f"floworch.step.{node.type}"),
-            {"run_id": run.run_id, "flow_id": flow.id, "step_key": step.step_key},
+            {
+                "run_id": run.run_id,
+                "flow_id": flow.id,
+                "step_key": step.step_key,
+                **where.attributes(),
+            },
         )
         ctx = StepContext(
             run_id=run.run_id,
@@ -343,8 +363,6 @@ class Stepper:
                 tokens.discard(token)
                 if not tokens:
                     core.running.pop(run.run_id, None)
-        elapsed = (core.clock.now() - started).total_seconds()
-        core.telemetry.step_duration.record(max(elapsed, 0.0), {"floworch.step_type": node.type})
         return self._classify(node, step, result, inputs, started)
 
     def _classify(

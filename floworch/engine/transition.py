@@ -62,6 +62,7 @@ class Transition:
         """Writes the collected events; call last, inside the transaction."""
         if self.events:
             await self.tx.append_events(self.events)
+            self.core.telemetry.observe_events(self.flow.id, self.events)
 
     @property
     def run_active(self) -> bool:

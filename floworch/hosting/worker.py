@@ -312,6 +312,7 @@ class WorkerHost:
             receive_wait=sb.receive_wait,
             retry_in_place=sb.retry_in_place,
             max_delivery_count=sb.max_delivery_count,
+            telemetry=self.engine.core.telemetry,
         )
         pump.start()
         return pump

@@ -30,6 +30,7 @@ from floworch.engine.consumer import (
 )
 from floworch.engine.envelope import StepEnvelope
 from floworch.engine.ports import Clock, SystemClock
+from floworch.telemetry.hooks import Telemetry
 
 log = logging.getLogger("floworch.runtime.memory")
 
@@ -69,6 +70,7 @@ class InProcessDispatcher:
         dead_letter_limit: how many dead letters :attr:`dead_letters` keeps (the newest).
         policy: the retry rules applied when a consumer itself fails (it should not: the step
             consumer turns every failure into a verdict).
+        telemetry: where dead letters are counted (default: the process's global providers).
     """
 
     def __init__(
@@ -78,12 +80,14 @@ class InProcessDispatcher:
         concurrency: int = 8,
         dead_letter_limit: int = 1000,
         policy: RetryPolicy | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._clock = clock or SystemClock()
         self._concurrency = concurrency
         self._policy = policy or RetryPolicy()
+        self._telemetry = telemetry or Telemetry()
         self._queue: asyncio.Queue[_Message] = asyncio.Queue()
         self._timers: list[tuple[datetime, int, StepEnvelope]] = []
         self._counter = itertools.count()
@@ -230,6 +234,7 @@ class InProcessDispatcher:
             )
         elif isinstance(verdict, DeadLetter):
             self.dead_lettered += 1
+            self._telemetry.dead_lettered(verdict.reason, "in-process")
             self.dead_letters.append(
                 DeadLetterRecord(
                     message.message_id, verdict.reason, verdict.description, datetime.now(UTC)

@@ -17,9 +17,10 @@ from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 
 from floworch.engine.envelope import StepEnvelope
 from floworch.errors import EnvelopeError
+from floworch.telemetry.propagation import message_properties
 
 CONTENT_TYPE = "application/json"
-TRACE_HEADERS = ("traceparent", "tracestate")
+TRACE_HEADERS = ("traceparent", "tracestate", "Diagnostic-Id")
 
 
 def step_message(envelope: StepEnvelope, at: datetime | None = None) -> ServiceBusMessage:
@@ -30,10 +31,9 @@ def step_message(envelope: StepEnvelope, at: datetime | None = None) -> ServiceB
         "StepKey": envelope.step_key,
         "Attempt": envelope.seq,
     }
-    for name in TRACE_HEADERS:
-        value = envelope.trace_context.get(name)
-        if value:
-            properties[name] = value
+    # traceparent, tracestate and Diagnostic-Id (the Azure SDK's name), as consumers outside
+    # floworch (the Functions host, the SDK) read them; floworch reads the envelope's copy.
+    properties.update(message_properties(envelope.trace_context))
     return ServiceBusMessage(
         envelope.to_json(),
         message_id=envelope.message_id,

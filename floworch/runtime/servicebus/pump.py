@@ -37,6 +37,9 @@ from floworch.engine.consumer import (
     Verdict,
     failure_verdict,
 )
+from floworch.runtime.servicebus.messages import application_property
+from floworch.telemetry.hooks import Telemetry
+from floworch.telemetry.logs import log_context
 
 log = logging.getLogger("floworch.runtime.servicebus.pump")
 
@@ -117,6 +120,7 @@ class MessagePump:
         max_delivery_count: the entity's max delivery count, when known: the last delivery of
             a message that keeps failing is dead-lettered with its real reason.
         policy: failure rules for exceptions the handler raises.
+        telemetry: where dead letters are counted (default: the process's global providers).
     """
 
     def __init__(
@@ -133,8 +137,10 @@ class MessagePump:
         max_held: int | None = None,
         max_delivery_count: int | None = None,
         policy: RetryPolicy | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.source = source
+        self._telemetry = telemetry or Telemetry()
         # An infrastructure failure (database down) is retried while the message stays locked,
         # with back-off, for up to this long before abandoning: abandoning at once would burn
         # through the entity's max delivery count in seconds and dead-letter healthy messages.
@@ -291,6 +297,16 @@ class MessagePump:
         self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage
     ) -> None:
         slot = _Slot()
+        with log_context(
+            flow_id=application_property(message, "FlowId"),
+            run_id=application_property(message, "RunId"),
+            step_key=application_property(message, "StepKey"),
+        ):
+            await self._handle_in_context(receiver, message, slot)
+
+    async def _handle_in_context(
+        self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage, slot: _Slot
+    ) -> None:
         try:
             try:
                 verdict = await self._decide(message, slot)
@@ -394,6 +410,7 @@ class MessagePump:
                     message, reason=verdict.reason, error_description=verdict.description[:1024]
                 )
                 self.stats.dead_lettered += 1
+                self._telemetry.dead_lettered(verdict.reason, str(self.source))
         except AzureError as exc:
             # The lock was lost or the link broke: Service Bus redelivers the message, and the
             # step claim makes that redelivery harmless.

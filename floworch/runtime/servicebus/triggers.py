@@ -35,6 +35,7 @@ from floworch.engine.engine import Engine
 from floworch.errors import FlowNotFoundError, TransportError, TriggerNotFoundError
 from floworch.runtime.servicebus.messages import application_property, body_bytes
 from floworch.runtime.servicebus.names import DEFAULT_TRIGGERS_TOPIC, UNROUTED_SUBSCRIPTION
+from floworch.telemetry.hooks import TriggerOrigin
 
 REASON_NO_FLOW_ID = "FlowIdMissing"
 REASON_UNKNOWN_FLOW = "UnknownFlow"
@@ -205,6 +206,7 @@ class TriggerMessageHandler:
                 body,
                 headers,
                 idempotency_key=key,
+                origin=TriggerOrigin.message(message.application_properties),
             )
         except FlowNotFoundError as exc:
             if self._unrouted:  # the catch-all holds what no flow's subscription takes

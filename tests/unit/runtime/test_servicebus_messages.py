@@ -36,6 +36,7 @@ def test_step_message_carries_the_contract() -> None:
         "StepKey": "each.2.charge",
         "Attempt": 4,
         **TRACE,
+        "Diagnostic-Id": TRACE["traceparent"],  # the Azure SDK's name of the same value
     }
     body = json.loads(str(message))
     assert body["v"] == 1 and StepEnvelope.from_dict(body) == envelope
