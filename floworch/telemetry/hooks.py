@@ -245,6 +245,7 @@ class Telemetry:
             attributes={
                 "messaging.operation.type": "process",
                 "messaging.message.id": envelope.message_id,
+                "floworch.step_path": step_template(envelope.step_key),
                 **attributes,
             },
         ) as span:

@@ -15,7 +15,7 @@ from typing import Any
 from opentelemetry._logs import LoggerProvider, LogRecord, SeverityNumber
 from opentelemetry.context import get_current
 
-from floworch.telemetry.logs import EVENT, LogContextFilter, record_context
+from floworch.telemetry.logs import LogContextFilter
 from floworch.telemetry.redaction import redact
 
 _SEVERITY = {
@@ -56,10 +56,11 @@ class OtelLogHandler(logging.Handler):
 
     @staticmethod
     def _translate(record: logging.LogRecord) -> LogRecord:
-        attributes: dict[str, Any] = dict(record_context(record))
-        name = record.__dict__.get(EVENT)
-        if name:
-            attributes[EVENT] = str(name)
+        attributes: dict[str, Any] = {
+            key: value if isinstance(value, bool | int | float) else str(value)
+            for key, value in record.__dict__.items()
+            if key.startswith("floworch.") and value is not None
+        }
         attributes["code.file.path"] = record.pathname
         attributes["code.function.name"] = record.funcName
         attributes["code.line.number"] = record.lineno

@@ -6,12 +6,16 @@ A step is named by its manifest path without ForEach indexes (``each.charge``, n
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import metrics
 
 from floworch.model.instance_key import InstanceKey, InstanceKeyError
+from floworch.telemetry.logs import event
+
+runs_log = logging.getLogger("floworch.engine.runs")
 
 FLOW = "floworch.flow_id"
 STEP = "floworch.step_key"
@@ -97,13 +101,28 @@ class EngineMetrics:
         )
 
     def observe_events(self, flow_id: str, events: Iterable[Any]) -> None:
-        """Counts what a committed transition recorded (its run events)."""
+        """Counts what a committed transition recorded (its run events); logs a run's start
+        and end (events ``run.started``, ``run.finished``, with ``floworch.status``)."""
         for record in events:
             kind = str(record.kind)
+            where = {"floworch.flow_id": flow_id, "floworch.run_id": record.run_id}
             if kind == "RunStarted":
                 self.runs_started.add(1, {FLOW: flow_id})
+                runs_log.info(
+                    "run %s of %s started",
+                    record.run_id,
+                    flow_id,
+                    extra=event("run.started", **where),
+                )
             elif kind.startswith("Run") and record.step_key is None:
                 self.runs_finished.add(1, {FLOW: flow_id, STATUS: kind[3:]})
+                runs_log.info(
+                    "run %s of %s finished: %s",
+                    record.run_id,
+                    flow_id,
+                    kind[3:],
+                    extra=event("run.finished", **where, **{STATUS: kind[3:]}),
+                )
             counter = _EVENT_COUNTERS.get(kind)
             if counter is not None and record.step_key is not None:
                 getattr(self, counter).add(1, {FLOW: flow_id, STEP: step_template(record.step_key)})

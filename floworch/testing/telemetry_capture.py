@@ -101,7 +101,9 @@ class AppInsightsCapture(_Server):
     @property
     def connection_string(self) -> str:
         url = f"http://127.0.0.1:{self.port}/"
-        return f"InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint={url};LiveEndpoint={url}"
+        return (
+            f"InstrumentationKey={INSTRUMENTATION_KEY};IngestionEndpoint={url};LiveEndpoint={url}"
+        )
 
     def _answer(self, path: str, body: bytes) -> tuple[int, str, bytes]:
         try:
@@ -145,7 +147,6 @@ class OtlpCapture(_Server):
         return 200, "application/x-protobuf", b""
 
     def received(self, path: str, body: bytes) -> None:
-        from google.protobuf.json_format import MessageToDict
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
             ExportLogsServiceRequest,
         )
@@ -172,20 +173,20 @@ class OtlpCapture(_Server):
             for rm in request.resource_metrics:
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
-                        data = MessageToDict(metric)
-                        for kind in ("sum", "histogram", "gauge"):
-                            for point in data.get(kind, {}).get("dataPoints", []):
-                                points.append(
-                                    {
-                                        "name": metric.name,
-                                        "kind": kind,
-                                        "attributes": {
-                                            a["key"]: next(iter(a["value"].values()), None)
-                                            for a in point.get("attributes", [])
-                                        },
-                                        "point": point,
-                                    }
-                                )
+                        kind = metric.WhichOneof("data")
+                        for point in getattr(metric, kind).data_points if kind else []:
+                            value: dict[str, Any] = {}
+                            for name in ("as_int", "as_double", "count", "sum"):
+                                if hasattr(point, name):
+                                    value[name] = getattr(point, name)
+                            points.append(
+                                {
+                                    "name": metric.name,
+                                    "kind": kind,
+                                    "attributes": _attrs(point.attributes),
+                                    "point": value,
+                                }
+                            )
             with self._lock:
                 self._metrics.extend(points)
         elif path.endswith("/v1/logs"):
