@@ -141,7 +141,7 @@ async def test_a_run_over_two_workers_is_one_trace_in_both_backends(
         # A trigger message from a producer with its own trace: the run continues it.
         async with (
             ServiceBusClient.from_connection_string(emulator.connection_string) as client,
-            client.get_queue_sender(entities.triggers_queue) as sender,
+            client.get_topic_sender(entities.triggers_topic) as sender,
         ):
             await sender.send_messages(
                 ServiceBusMessage(
