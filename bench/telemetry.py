@@ -155,8 +155,10 @@ def main() -> None:
         finally:
             appinsights.stop()
             otlp.stop()
-    print(f"rounds: {args.rounds} (medians); envelopes received by the capture servers: "
-          f"{len(appinsights.envelopes())} App Insights, {len(otlp.spans())} OTLP spans")
+    print(
+        f"rounds: {args.rounds} (medians); envelopes received by the capture servers: "
+        f"{len(appinsights.envelopes())} App Insights, {len(otlp.spans())} OTLP spans"
+    )
     print(
         f"{'store':<8}{'shape':<17}{'export':<15}{'steps':>6}{'steps/s':>10}"
         f"{'CPU us/step':>13}{'overhead':>10}{'flush s':>9}"
