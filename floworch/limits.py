@@ -39,6 +39,8 @@ CRON_EXPRESSION_MAX_LENGTH = 100
 """Cron expressions, in a manifest or as a schedule override (``schedule_states.cron_override``)."""
 OWNER_MAX_LENGTH = 100
 """Lease owners: the worker ids that hold claims (``claims.owner``, ``steps.lease_owner``)."""
+LEASE_NAME_MAX_LENGTH = 100
+"""Names of host leases (``host_leases.lease_name``: e.g. the Function App's background pass)."""
 EVENT_KIND_MAX_LENGTH = 100
 """Run event kinds (``events.kind``), chosen by the engine."""
 WEBHOOK_SLUG_MAX_LENGTH = 200

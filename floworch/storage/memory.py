@@ -16,6 +16,7 @@ from typing import Any
 
 from floworch.errors import RunNotFoundError
 from floworch.model.statuses import RunStatus, StepStatus
+from floworch.storage.leases import MemoryLeases
 from floworch.storage.memory_api import MemoryApiMixin, WebhookLog
 from floworch.storage.records import (
     JSON,
@@ -293,15 +294,17 @@ def apply_changes(step: StepRecord, changes: StepChanges) -> StepRecord:
     return dataclasses.replace(step, **values)
 
 
-class MemoryStore(MemoryApiMixin):
+class MemoryStore(MemoryApiMixin, MemoryLeases):
     """The store port in memory. Not shared between processes; lost on exit.
 
-    It also implements the control plane's methods (:class:`~floworch.storage.api_port.ApiStore`).
+    It also implements the control plane's methods (:class:`~floworch.storage.api_port.ApiStore`)
+    and host leases (:class:`~floworch.storage.leases.HostLeases`).
     """
 
     def __init__(self) -> None:
         self._s = _State()
         self._webhooks = WebhookLog()
+        self._host_leases = {}
         self._global_lock = asyncio.Lock()
         self._run_locks: dict[str, asyncio.Lock] = {}
 

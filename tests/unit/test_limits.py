@@ -34,6 +34,7 @@ COLUMN_LIMITS = {
     "cron_override": limits.CRON_EXPRESSION_MAX_LENGTH,
     "owner": limits.OWNER_MAX_LENGTH,
     "lease_owner": limits.OWNER_MAX_LENGTH,
+    "lease_name": limits.LEASE_NAME_MAX_LENGTH,
     "kind": limits.EVENT_KIND_MAX_LENGTH,
     "status": limits.STATUS_MAX_LENGTH,
     "slug": limits.WEBHOOK_SLUG_MAX_LENGTH,

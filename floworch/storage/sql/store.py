@@ -41,6 +41,7 @@ from floworch.storage.sql.claims import claim_on, renew_on
 from floworch.storage.sql.compiled import Stmt
 from floworch.storage.sql.database import NO_VALUES, Database, SqlConnection, SqlStats
 from floworch.storage.sql.engine import SqlStoreOptions, create_database, create_sync_engine
+from floworch.storage.sql.leases import SqlLeasesMixin
 from floworch.storage.sql.errors import is_retryable, translating
 from floworch.storage.sql.schema import RUN_CHILD_TABLES, flows, runs
 from floworch.storage.sql.tx import SqlTx
@@ -55,7 +56,7 @@ _KEYS_PER_STATEMENT = 300
 """Keys per ``IN`` list (three bind parameters each for ledger keys)."""
 
 
-class SqlStore(SqlApiMixin):
+class SqlStore(SqlApiMixin, SqlLeasesMixin):
     """The store port over one database (see :class:`floworch.storage.port.Store`), and the
     control plane's methods (:class:`floworch.storage.api_port.ApiStore`).
 
