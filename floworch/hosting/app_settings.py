@@ -114,6 +114,24 @@ FUNCTION_APP_SETTINGS: tuple[AppSetting, ...] = (
 """Every app setting the Function App reads, in the order docs/deploy.md lists them."""
 
 
+LOCAL_SETTINGS: tuple[AppSetting, ...] = (
+    AppSetting(
+        SERVICEBUS_CONNECTION,
+        False,
+        "local runs only (func start, the local runner): a Service Bus connection string (the "
+        "emulator's) for the trigger bindings; the engine's sender uses it too when "
+        "FLOWORCH_SERVICEBUS_NAMESPACE is not set",
+    ),
+)
+"""Settings the Functions host also reads when running locally; never deployed (Bicep sets the
+identity-based ``ServiceBusConnection__*`` settings instead)."""
+
+
+def local_setting_names() -> frozenset[str]:
+    """The names of :data:`LOCAL_SETTINGS`."""
+    return frozenset(setting.name for setting in LOCAL_SETTINGS)
+
+
 def setting_names() -> frozenset[str]:
     """The names of :data:`FUNCTION_APP_SETTINGS`."""
     return frozenset(setting.name for setting in FUNCTION_APP_SETTINGS)

@@ -41,8 +41,8 @@ from floworch.storage.sql.claims import claim_on, renew_on
 from floworch.storage.sql.compiled import Stmt
 from floworch.storage.sql.database import NO_VALUES, Database, SqlConnection, SqlStats
 from floworch.storage.sql.engine import SqlStoreOptions, create_database, create_sync_engine
-from floworch.storage.sql.leases import SqlLeasesMixin
 from floworch.storage.sql.errors import is_retryable, translating
+from floworch.storage.sql.leases import SqlLeasesMixin
 from floworch.storage.sql.schema import RUN_CHILD_TABLES, flows, runs
 from floworch.storage.sql.tx import SqlTx
 from floworch.storage.sql.urls import read_only_sqlite_url

@@ -9,7 +9,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from floworch.hosting.app_settings import SERVICEBUS_CONNECTION, setting_names
+from floworch.hosting.app_settings import (
+    SERVICEBUS_CONNECTION,
+    local_setting_names,
+    setting_names,
+)
 from tests.unit.infra.conftest import ROOT
 
 SETTING = re.compile(
@@ -37,7 +41,7 @@ def settings_read(text: str) -> set[str]:
 def test_the_functions_host_reads_only_deployed_settings() -> None:
     for path in host_files():
         text = path.read_text(encoding="utf-8")
-        unknown = settings_read(text) - setting_names()
+        unknown = settings_read(text) - setting_names() - local_setting_names()
         assert not unknown, (
             f"{path}: reads {sorted(unknown)}; add them to app_settings.py and Bicep"
         )

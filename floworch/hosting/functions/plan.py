@@ -1,0 +1,124 @@
+"""Which functions a Function App has for its flows, with stable, valid names.
+
+One Service Bus topic trigger per flow's subscription on the steps topic, one queue trigger for
+the cron queue, one for the trigger queue, one per queue a ``ServiceBus`` flow trigger names; a
+timer for the background pass and the HTTP function of the API. The entities are the ones the
+worker receives from and ``floworch topology export`` writes (``topology/servicebus.json``).
+
+Function names follow the Functions rules (a letter first, then letters, digits, ``_`` and
+``-``; at most 127 characters; compared without case): each is a fixed prefix and the entity's
+name; a name that has to change (a ``.`` in a flow id, a queue name too long) gets a short hash of
+the original, so two entities never share a function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from floworch.runtime.servicebus.names import subscription_name
+
+MAX_FUNCTION_NAME = 127
+_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_\-]")
+BACKGROUND_FUNCTION = "background"
+HTTP_FUNCTION = "http"
+CRON_FUNCTION = "cron"
+TRIGGERS_FUNCTION = "triggers"
+
+
+class FunctionKind(StrEnum):
+    """What a trigger function receives."""
+
+    STEPS = "steps"
+    """Step messages of one flow (its subscription on the steps topic)."""
+    CRON = "cron"
+    """Cron ticks (the cron queue)."""
+    TRIGGERS = "triggers"
+    """Run-starting messages (the trigger queue, or a flow's own ``ServiceBus`` queue)."""
+
+
+class FlowLike(Protocol):
+    """What the plan needs of a flow (a FlowManifest or a FlowDefinition)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def triggers(self) -> Mapping[str, object]: ...
+
+
+@dataclass(frozen=True)
+class TriggerFunction:
+    """One Service Bus trigger function.
+
+    Attributes:
+        name: the function name.
+        kind: what it receives.
+        topic / subscription: a topic trigger's entity.
+        queue: a queue trigger's entity.
+        flow_id: the flow whose step messages a STEPS function receives.
+    """
+
+    name: str
+    kind: FunctionKind
+    topic: str | None = None
+    subscription: str | None = None
+    queue: str | None = None
+    flow_id: str | None = None
+
+    @property
+    def entity(self) -> str:
+        """The entity path (``topic/Subscriptions/name`` or the queue)."""
+        if self.queue is not None:
+            return self.queue
+        return f"{self.topic}/Subscriptions/{self.subscription}"
+
+
+def function_name(prefix: str, entity: str) -> str:
+    """``<prefix>-<entity>``, made valid: characters outside ``[A-Za-z0-9_-]`` become ``_`` and
+    a name that had to change, or is too long, ends in a hash of the entity name."""
+    cleaned = _NOT_ALLOWED.sub("_", entity)
+    name = f"{prefix}-{cleaned}"
+    if cleaned == entity and len(name) <= MAX_FUNCTION_NAME:
+        return name
+    digest = hashlib.sha256(entity.encode()).hexdigest()[:8]
+    keep = MAX_FUNCTION_NAME - len(prefix) - len(digest) - 2
+    return f"{prefix}-{cleaned[:keep]}-{digest}"
+
+
+def trigger_queues(flows: Iterable[FlowLike], triggers_queue: str) -> list[str]:
+    """The trigger queue and every queue a ``ServiceBus`` flow trigger names, sorted."""
+    queues = {triggers_queue}
+    for flow in flows:
+        for trigger in flow.triggers.values():
+            queue = getattr(trigger, "queue", None)
+            if getattr(trigger, "type", None) == "ServiceBus" and queue:
+                queues.add(queue)
+    return sorted(queues)
+
+
+def function_plan(
+    flows: Iterable[FlowLike], *, steps_topic: str, cron_queue: str, triggers_queue: str
+) -> list[TriggerFunction]:
+    """The Service Bus trigger functions for ``flows``, in a stable order (steps by flow id,
+    then cron, then trigger queues by name)."""
+    ordered = sorted(flows, key=lambda flow: flow.id)
+    plan = [
+        TriggerFunction(
+            name=function_name(FunctionKind.STEPS, subscription_name(flow.id)),
+            kind=FunctionKind.STEPS,
+            topic=steps_topic,
+            subscription=subscription_name(flow.id),
+            flow_id=flow.id,
+        )
+        for flow in ordered
+    ]
+    plan.append(TriggerFunction(name=CRON_FUNCTION, kind=FunctionKind.CRON, queue=cron_queue))
+    for queue in trigger_queues(ordered, triggers_queue):
+        name = TRIGGERS_FUNCTION if queue == triggers_queue else function_name("queue", queue)
+        plan.append(TriggerFunction(name=name, kind=FunctionKind.TRIGGERS, queue=queue))
+    return plan
