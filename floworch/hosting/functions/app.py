@@ -203,6 +203,7 @@ async def _on_message(
         max_delivery_count=opts.max_delivery_count,
         policy=runtime.policy,
         what=_WHAT[spec.kind],
+        on_hold=runtime.count_hold,
     )
 
 

@@ -163,6 +163,7 @@ class LocalFunctionsHost:
         self._timer_every = timer_every
         self._only = functions
         self._stopping = asyncio.Event()
+        self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._receiving: dict[str, asyncio.Event] = {}
@@ -205,8 +206,13 @@ class LocalFunctionsHost:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._close_client()
+
+    async def _close_client(self) -> None:
         self._tasks = []
-        await self._client.close()
+        if not self._closed:
+            self._closed = True
+            await self._client.close()
 
     async def crash(self) -> None:
         """Stops at once: running functions are cancelled, their messages left locked."""
@@ -214,8 +220,7 @@ class LocalFunctionsHost:
         for task in [*self._inflight, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._inflight, *self._tasks, return_exceptions=True)
-        self._tasks = []
-        await self._client.close()
+        await self._close_client()
 
     # -- Service Bus triggers -----------------------------------------------------------------
 
@@ -393,3 +398,9 @@ class LocalFunctionsHost:
         user = self.functions[HTTP_FUNCTION].get_user_function()
         response: func.HttpResponse = await user(req=request, context=_Context(HTTP_FUNCTION))
         return response
+
+
+if __name__ == "__main__":  # python -m floworch.hosting.functions.local (docs/functions.md)
+    from floworch.hosting.functions.serve_local import main
+
+    raise SystemExit(main())

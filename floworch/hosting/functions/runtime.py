@@ -81,6 +81,8 @@ class FunctionsRuntime:
         self._asgi: ASGIApp | None = None
         self.dead_lettered = 0
         """Messages this instance dead-lettered (SDK-type binding) or gave up on (auto)."""
+        self.held = 0
+        """Retries in place (the store or Service Bus was unavailable) in this instance."""
         self.background_passes = 0
         """Background passes this instance ran (it held the lease)."""
 
@@ -230,6 +232,9 @@ class FunctionsRuntime:
                 engine, auth=auth, webhook_secrets=secrets, dead_letters=self._dead_letters
             )
         return self._asgi
+
+    def count_hold(self) -> None:
+        self.held += 1
 
     async def _dead_letters(self) -> int:
         return self.dead_lettered

@@ -80,9 +80,11 @@ async def decide(
     max_delivery_count: int | None,
     policy: RetryPolicy,
     what: str,
+    on_hold: Callable[[], None] | None = None,
 ) -> Verdict:
     """Asks ``decide_once`` for a verdict; while it is ``Retry`` and the hold budget allows the
-    wait, waits and asks again (the message stays locked: the host renews the lock)."""
+    wait, waits and asks again (the message stays locked: the host renews the lock);
+    ``on_hold`` is called before each wait."""
     loop = asyncio.get_running_loop()
     received = loop.time()
     budget = hold.total_seconds()
@@ -120,6 +122,8 @@ async def decide(
             verdict.why,
             wait,
         )
+        if on_hold is not None:
+            on_hold()
         await asyncio.sleep(wait)
         attempt += 1
 

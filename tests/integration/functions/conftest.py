@@ -68,6 +68,7 @@ async def functions_host(
     dispatcher: Callable[[Dispatcher], Dispatcher] | None = None,
     timer_every: timedelta | None = timedelta(milliseconds=300),
     environ: dict[str, str] | None = None,
+    lock_renew_every: timedelta = timedelta(seconds=5),
     **options: object,
 ) -> AsyncIterator[LocalFunctionsHost]:
     """A Function App for ``flows`` on fresh entities, run by the local host."""
@@ -85,7 +86,7 @@ async def functions_host(
         app,
         connection_string=emulator.connection_string,
         timer_every=timer_every,
-        lock_renew_every=timedelta(seconds=5),
+        lock_renew_every=lock_renew_every,
     )
     await host.start()
     try:
