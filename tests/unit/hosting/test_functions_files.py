@@ -104,7 +104,7 @@ def test_funcignore_leaves_out_tests_and_the_venv_but_keeps_the_app() -> None:
         "host.json",
         "requirements.txt",
         "floworch/engine/engine.py",
-        "flows/examples.py",
+        "flows/examples_flows.py",
         "examples/hello/flow.yaml",
         "topology/servicebus.json",
     ):
