@@ -1,8 +1,9 @@
 """``build_app``: the Function App (Python v2 programming model) for a set of flows.
 
 The functions, generated at import from the flows (see :mod:`floworch.hosting.functions.plan`):
-one Service Bus topic trigger per flow's subscription, queue triggers for the cron queue, the
-trigger queue and every queue a ``ServiceBus`` flow trigger names, the ``background`` timer
+one Service Bus topic trigger per flow's subscription on the steps topic and on the triggers
+topic, one for the triggers topic's catch-all ``unrouted``, queue triggers for the cron queue and
+every queue a ``ServiceBus`` flow trigger names, the ``background`` timer
 (reconciler and cron chains under a SQL lease) and ``http``: the API's ASGI app through
 ``func.AsgiFunctionApp`` at every route. Nothing heavy is imported or opened until the first
 invocation (:class:`~floworch.hosting.functions.runtime.FunctionsRuntime`).
@@ -49,6 +50,7 @@ _WHAT = {
     FunctionKind.STEPS: "step message",
     FunctionKind.CRON: "cron tick",
     FunctionKind.TRIGGERS: "trigger message",
+    FunctionKind.UNROUTED: "trigger message",
 }
 
 
@@ -151,7 +153,7 @@ def build_app(
         flows,
         steps_topic=settings.steps_topic,
         cron_queue=opts.cron_queue,
-        triggers_queue=opts.triggers_queue,
+        triggers_topic=opts.triggers_topic,
     )
     for spec in app.plan:
         _register_trigger(app, spec, runtime, opts)
@@ -186,6 +188,8 @@ def _decider(
             return await runtime.consumer.handle(inbound.body, delivery)
         if spec.kind is FunctionKind.CRON:
             return await runtime.cron(message, delivery)
+        if spec.kind is FunctionKind.UNROUTED:
+            return await runtime.unrouted(message, delivery)
         return await runtime.triggers(message, delivery)
 
     return once

@@ -1,8 +1,10 @@
 """Which functions a Function App has for its flows, with stable, valid names.
 
-One Service Bus topic trigger per flow's subscription on the steps topic, one queue trigger for
-the cron queue, one for the trigger queue, one per queue a ``ServiceBus`` flow trigger names; a
-timer for the background pass and the HTTP function of the API. The entities are the ones the
+One Service Bus topic trigger per flow's subscription on the steps topic and per flow's
+subscription on the triggers topic, one for the triggers topic's catch-all ``unrouted`` (what no
+flow's subscription routes is dead-lettered with its reason), one queue trigger for the cron
+queue and one per queue a ``ServiceBus`` flow trigger names; a timer for the background pass and
+the HTTP function of the API. The entities are the ones the
 worker receives from and ``floworch topology export`` writes (``topology/servicebus.json``).
 
 Function names follow the Functions rules (a letter first, then letters, digits, ``_`` and
@@ -20,14 +22,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from floworch.runtime.servicebus.names import subscription_name
+from floworch.runtime.servicebus.names import UNROUTED_SUBSCRIPTION, subscription_name
 
 MAX_FUNCTION_NAME = 127
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_\-]")
 BACKGROUND_FUNCTION = "background"
 HTTP_FUNCTION = "http"
 CRON_FUNCTION = "cron"
-TRIGGERS_FUNCTION = "triggers"
+TRIGGERS_PREFIX = "triggers"
 
 
 class FunctionKind(StrEnum):
@@ -38,7 +40,10 @@ class FunctionKind(StrEnum):
     CRON = "cron"
     """Cron ticks (the cron queue)."""
     TRIGGERS = "triggers"
-    """Run-starting messages (the trigger queue, or a flow's own ``ServiceBus`` queue)."""
+    """Run-starting messages (a flow's subscription on the triggers topic, or its own
+    ``ServiceBus`` queue)."""
+    UNROUTED = "unrouted"
+    """What no flow's subscription on the triggers topic routes (dead-lettered with a reason)."""
 
 
 class FlowLike(Protocol):
@@ -60,7 +65,7 @@ class TriggerFunction:
         kind: what it receives.
         topic / subscription: a topic trigger's entity.
         queue: a queue trigger's entity.
-        flow_id: the flow whose step messages a STEPS function receives.
+        flow_id: the flow whose step (or trigger) messages the function receives.
     """
 
     name: str
@@ -90,22 +95,24 @@ def function_name(prefix: str, entity: str) -> str:
     return f"{prefix}-{cleaned[:keep]}-{digest}"
 
 
-def trigger_queues(flows: Iterable[FlowLike], triggers_queue: str) -> list[str]:
-    """The trigger queue and every queue a ``ServiceBus`` flow trigger names, sorted."""
-    queues = {triggers_queue}
+def trigger_queues(flows: Iterable[FlowLike], triggers_topic: str) -> list[str]:
+    """Every queue a ``ServiceBus`` flow trigger names (other than the triggers topic), sorted."""
+    queues = set()
     for flow in flows:
         for trigger in flow.triggers.values():
             queue = getattr(trigger, "queue", None)
-            if getattr(trigger, "type", None) == "ServiceBus" and queue:
+            if getattr(trigger, "type", None) != "ServiceBus" or not queue:
+                continue
+            if queue.casefold() != triggers_topic.casefold():
                 queues.add(queue)
     return sorted(queues)
 
 
 def function_plan(
-    flows: Iterable[FlowLike], *, steps_topic: str, cron_queue: str, triggers_queue: str
+    flows: Iterable[FlowLike], *, steps_topic: str, cron_queue: str, triggers_topic: str
 ) -> list[TriggerFunction]:
     """The Service Bus trigger functions for ``flows``, in a stable order (steps by flow id,
-    then cron, then trigger queues by name)."""
+    triggers by flow id, the catch-all, cron, then trigger queues by name)."""
     ordered = sorted(flows, key=lambda flow: flow.id)
     plan = [
         TriggerFunction(
@@ -117,8 +124,27 @@ def function_plan(
         )
         for flow in ordered
     ]
+    plan.extend(
+        TriggerFunction(
+            name=function_name(TRIGGERS_PREFIX, subscription_name(flow.id)),
+            kind=FunctionKind.TRIGGERS,
+            topic=triggers_topic,
+            subscription=subscription_name(flow.id),
+            flow_id=flow.id,
+        )
+        for flow in ordered
+    )
+    plan.append(
+        TriggerFunction(
+            name=function_name(TRIGGERS_PREFIX, UNROUTED_SUBSCRIPTION),
+            kind=FunctionKind.UNROUTED,
+            topic=triggers_topic,
+            subscription=UNROUTED_SUBSCRIPTION,
+        )
+    )
     plan.append(TriggerFunction(name=CRON_FUNCTION, kind=FunctionKind.CRON, queue=cron_queue))
-    for queue in trigger_queues(ordered, triggers_queue):
-        name = TRIGGERS_FUNCTION if queue == triggers_queue else function_name("queue", queue)
-        plan.append(TriggerFunction(name=name, kind=FunctionKind.TRIGGERS, queue=queue))
+    plan.extend(
+        TriggerFunction(name=function_name("queue", queue), kind=FunctionKind.TRIGGERS, queue=queue)
+        for queue in trigger_queues(ordered, triggers_topic)
+    )
     return plan

@@ -78,6 +78,7 @@ class FunctionsRuntime:
         self._consumer: StepConsumer | None = None
         self._cron: CronHub | None = None
         self._triggers: TriggerMessageHandler | None = None
+        self._unrouted: TriggerMessageHandler | None = None
         self._asgi: ASGIApp | None = None
         self.dead_lettered = 0
         """Messages this instance dead-lettered (SDK-type binding) or gave up on (auto)."""
@@ -151,7 +152,9 @@ class FunctionsRuntime:
         self._engine = engine
         self._consumer = StepConsumer(engine, policy=policy)
         self._cron = CronHub(engine, handle.client, queue=self.options.cron_queue, policy=policy)
-        self._triggers = TriggerMessageHandler(engine, policy=policy)
+        topic = self.options.triggers_topic
+        self._triggers = TriggerMessageHandler(engine, policy=policy, topic=topic)
+        self._unrouted = TriggerMessageHandler(engine, policy=policy, topic=topic, unrouted=True)
         log.info(
             "floworch Function App %s: %d flow(s), steps topic %s via %s, settlement %s",
             engine.core.owner,
@@ -205,6 +208,11 @@ class FunctionsRuntime:
     def triggers(self) -> TriggerMessageHandler:
         assert self._triggers is not None, "the Functions runtime is not started"
         return self._triggers
+
+    @property
+    def unrouted(self) -> TriggerMessageHandler:
+        assert self._unrouted is not None, "the Functions runtime is not started"
+        return self._unrouted
 
     @property
     def client(self) -> Any:

@@ -23,7 +23,7 @@ from floworch.hosting.app_settings import (
     SERVICEBUS_CONNECTION,
 )
 from floworch.runtime.servicebus.config import ServiceBusConnection
-from floworch.runtime.servicebus.names import DEFAULT_CRON_QUEUE, DEFAULT_TRIGGERS_QUEUE
+from floworch.runtime.servicebus.names import DEFAULT_CRON_QUEUE, DEFAULT_TRIGGERS_TOPIC
 
 _DEFAULTS = {setting.name: setting.default for setting in FUNCTION_APP_SETTINGS}
 API_AUTH_MODES = ("appservice", "none")
@@ -66,7 +66,8 @@ class FunctionsOptions:
             takes over this long after the holder stops.
         lease: the step lease (renewed while a handler runs).
         http_auth_level: the HTTP function's auth level (``function``: a function key).
-        cron_queue / triggers_queue: the cron and trigger queues (topology/servicebus.json).
+        cron_queue / triggers_topic: the cron queue and the triggers topic
+            (topology/servicebus.json).
     """
 
     settlement: Settlement = Settlement.AUTO
@@ -77,7 +78,7 @@ class FunctionsOptions:
     lease: timedelta = timedelta(seconds=30)
     http_auth_level: str = "function"
     cron_queue: str = DEFAULT_CRON_QUEUE
-    triggers_queue: str = DEFAULT_TRIGGERS_QUEUE
+    triggers_topic: str = DEFAULT_TRIGGERS_TOPIC
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def app_settings(emulator: ServiceBusEmulator, sb: ServiceBusSettings) -> Functi
 def fast_options(sb: ServiceBusSettings, **changes: object) -> FunctionsOptions:
     options = FunctionsOptions(
         cron_queue=sb.cron_queue,
-        triggers_queue=sb.triggers_queue,
+        triggers_topic=sb.triggers_topic,
         hold=timedelta(seconds=2),
         lease=timedelta(seconds=2),
         background_lease=timedelta(seconds=5),

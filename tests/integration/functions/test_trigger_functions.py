@@ -1,4 +1,5 @@
-"""The other trigger functions: a run started by a message on the trigger queue, a function
+"""The other trigger functions: a run started by a message on the triggers topic (and one that
+names no deployed flow, dead-lettered from the catch-all with its reason), a function
 that raises (the database cut off) leaves its message to be redelivered and the run finishes,
 and the background timer runs in one app at a time by its SQL lease and seeds cron chains."""
 
@@ -63,7 +64,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
-async def test_a_trigger_queue_message_starts_a_run(
+async def test_a_trigger_message_starts_a_run_and_an_unrouted_one_is_refused(
     emulator: ServiceBusEmulator, store: Store
 ) -> None:
     calls: list[str] = []
@@ -71,8 +72,9 @@ async def test_a_trigger_queue_message_starts_a_run(
     async with functions_host(emulator, [FLOW], _handlers(calls), store, sb=sb) as host:
         async with ServiceBusClient.from_connection_string(emulator.connection_string) as client:
             key = await send_trigger(
-                client, "jobs", {"n": 3}, queue=sb.triggers_queue, idempotency_key="k-1"
+                client, "jobs", {"n": 3}, topic=sb.triggers_topic, idempotency_key="k-1"
             )
+            await send_trigger(client, "ghost", {}, topic=sb.triggers_topic, idempotency_key="k-2")
         engine = host.app.runtime.engine
 
         async def started() -> bool:
@@ -84,8 +86,11 @@ async def test_a_trigger_queue_message_starts_a_run(
     assert run.status == RunStatus.SUCCEEDED
     assert run.steps["one"].output == {"n": 3}
     assert calls == ["one", "two"]
-    [trigger] = [i for i in host.invocations if i.function == "triggers"]
+    [trigger] = [i for i in host.invocations if i.function == "triggers-flow-jobs"]
     assert trigger.outcome == "completed" and trigger.message_id == key == "k-1"
+    unrouted = [i for i in host.invocations if i.function == "triggers-unrouted"]
+    assert unrouted and all("UnknownFlow" in i.outcome for i in unrouted)
+    assert unrouted[0].message_id == "k-2"
 
 
 @pytest.mark.postgres

@@ -65,10 +65,13 @@ def _flow(flow_id: str, **triggers: Any) -> FlowManifest:
 def test_function_app_has_one_function_per_entity_of_the_topology(
     indexed: dict[str, Any],
 ) -> None:
-    [steps_topic] = [t for t in TOPOLOGY["topics"] if t["name"] == "flow-steps"]
-    subscriptions = {s["name"] for s in steps_topic["subscriptions"]}
+    subscriptions = {
+        (topic["name"], sub["name"])
+        for topic in TOPOLOGY["topics"]
+        for sub in topic["subscriptions"]
+    }
     queues = {q["name"] for q in TOPOLOGY["queues"]}
-    topics_seen: set[str] = set()
+    topics_seen: set[tuple[str, str]] = set()
     queues_seen: set[str] = set()
     for name, fn in indexed.items():
         binding = _binding(fn)
@@ -78,20 +81,22 @@ def test_function_app_has_one_function_per_entity_of_the_topology(
         assert binding["cardinality"] == "ONE"
         assert binding["autoCompleteMessages"] is True
         if "topicName" in binding:
-            assert binding["topicName"] == "flow-steps"
-            assert name == f"steps-{binding['subscriptionName']}"
-            topics_seen.add(binding["subscriptionName"])
+            prefix = {"flow-steps": "steps", "flow-triggers": "triggers"}[binding["topicName"]]
+            assert name == f"{prefix}-{binding['subscriptionName']}"
+            topics_seen.add((binding["topicName"], binding["subscriptionName"]))
         else:
             queues_seen.add(binding["queueName"])
-    assert topics_seen == subscriptions == {"flow-hello", "flow-order-fulfilment"}
-    assert queues_seen == queues == {"flow-cron", "flow-triggers"}
+    assert topics_seen == subscriptions
+    assert queues_seen == queues == {"flow-cron"}
     assert set(indexed) == {
         "http",
         "background",
         "cron",
-        "triggers",
         "steps-flow-hello",
         "steps-flow-order-fulfilment",
+        "triggers-flow-hello",
+        "triggers-flow-order-fulfilment",
+        "triggers-unrouted",
     }
 
 
@@ -132,7 +137,7 @@ def test_the_sdk_type_binding_turns_auto_complete_off_and_asks_for_the_settlemen
         handlers=None,
     )
     functions = {fn.get_function_name(): fn for fn in app.get_functions()}
-    for name in ("steps-flow-orders", "cron", "triggers"):
+    for name in ("steps-flow-orders", "triggers-flow-orders", "triggers-unrouted", "cron"):
         assert _binding(functions[name])["autoCompleteMessages"] is False
         assert functions[name].get_user_function().__annotations__ == {
             "msg": servicebus.ServiceBusReceivedMessage,
@@ -148,9 +153,10 @@ def test_a_servicebus_trigger_with_its_own_queue_gets_its_own_function() -> None
     app = build_app(flows, settings=_settings("steps-x"), handlers=None)
     bindings = {fn.get_function_name(): _binding(fn) for fn in app.get_functions()}
     assert bindings["queue-billing-in"]["queueName"] == "billing-in"
-    assert bindings["triggers"]["queueName"] == "flow-triggers"
     assert bindings["steps-flow-audit"]["topicName"] == "steps-x"
-    assert len([b for b in bindings.values() if b.get("queueName") == "flow-triggers"]) == 1
+    # A ServiceBus trigger naming the triggers topic is served by the flow's subscription there.
+    assert bindings["triggers-flow-audit"]["topicName"] == "flow-triggers"
+    assert not [b for b in bindings.values() if b.get("queueName") == "flow-triggers"]
 
 
 def test_names_stay_unique_and_valid_for_ids_the_rules_would_merge() -> None:
@@ -164,8 +170,8 @@ def test_names_stay_unique_and_valid_for_ids_the_rules_would_merge() -> None:
     assert function_name("steps", "flow-a.b") != function_name("steps", "flow-a_b")
 
 
-def test_fifty_flows_index_to_fifty_two_service_bus_functions() -> None:
+def test_fifty_flows_index_to_a_hundred_and_two_service_bus_functions() -> None:
     app = build_app([_flow(f"flow{i:02d}") for i in range(50)], settings=_settings(), handlers=None)
     functions = app.get_functions()
     kinds = [_binding(fn)["type"] for fn in functions]
-    assert kinds.count("serviceBusTrigger") == 52 and len(functions) == 54
+    assert kinds.count("serviceBusTrigger") == 102 and len(functions) == 104
