@@ -2,9 +2,10 @@
 
 The deployed package holds floworch's source itself (the repository root is the app), so the
 requirements are floworch's dependencies plus the extras a Function App needs: ``sqlserver``
-(Azure SQL), ``servicebus`` and ``functions``; with ``--settlement actions`` also
-``functions-actions`` (the preview SDK-type binding). ``tests/unit/hosting/test_functions_files.py``
-fails when requirements.txt and pyproject.toml drift apart.
+(Azure SQL), ``servicebus``, ``functions`` and ``otel`` (export to Application Insights); with
+``--settlement actions`` also ``functions-actions`` (the preview SDK-type binding).
+``tests/unit/hosting/test_functions_files.py`` fails when requirements.txt and pyproject.toml
+drift apart.
 
     python scripts/functions_requirements.py > requirements.txt
 """
@@ -18,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRAS = ("sqlserver", "servicebus", "functions")
+EXTRAS = ("sqlserver", "servicebus", "functions", "otel")
 ACTIONS_EXTRA = "functions-actions"
 _SELF = re.compile(r"^floworch\[(?P<extras>[^\]]+)\]")
 

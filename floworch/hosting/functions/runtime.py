@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("floworch.hosting.functions")
 
+TELEMETRY_SERVICE = "floworch-functions"
+"""``service.name`` of the Function App's telemetry (Application Insights' cloud role)."""
 BACKGROUND_LEASE = "floworch-background"
 """The SQL lease the background pass runs under (one instance of one app at a time)."""
 
@@ -132,6 +134,7 @@ class FunctionsRuntime:
         self.check_config()
         settings = self.settings
         assert settings.connection is not None
+        self._start_telemetry()
         store = self._given_store or await self._open_store()
         handle = open_client(settings.connection, SendRetry())
         sender = ServiceBusDispatcher(handle.client, topic=settings.steps_topic)
@@ -163,6 +166,18 @@ class FunctionsRuntime:
             settings.connection.describe(),
             self.options.settlement.value,
         )
+
+    def _start_telemetry(self) -> None:
+        # Once per process (configure adopts providers already installed, e.g. by the Functions
+        # host with PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true, and exports nothing twice).
+        # A telemetry setting that cannot be used must not stop the app from running steps.
+        from floworch.hosting.observability import start_telemetry
+        from floworch.telemetry import TelemetrySettingsError
+
+        try:
+            start_telemetry(self.settings.environ, service_name=TELEMETRY_SERVICE)
+        except (TelemetrySettingsError, ImportError) as exc:
+            log.error("telemetry is off: %s", exc)
 
     async def _open_store(self) -> Store:
         from floworch.storage.factory import open_store
