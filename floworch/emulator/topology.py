@@ -25,6 +25,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from floworch import strict_json
 from floworch.emulator.durations import DurationFormatError, parse_iso_duration
 from floworch.emulator.entities import (
     DEFAULT_RULE_NAME,
@@ -73,7 +74,12 @@ def _to_duration(value: object) -> timedelta:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError as exc:
+            raise ValueError(
+                f"{value} seconds is longer than any duration Service Bus allows"
+            ) from exc
     if isinstance(value, str):
         try:
             parsed = parse_iso_duration(value)
@@ -363,14 +369,12 @@ def load_topology(source: TopologySource) -> Topology:
         data: object = source
     else:
         label = str(source)
-        text = Path(source).read_text(encoding="utf-8")
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            issue = ValidationIssue(
-                "$", f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
-            )
-            raise TopologyError([issue], source=label) from exc
+            data = strict_json.loads(Path(source).read_bytes())
+        except strict_json.NotStrictJsonError as exc:
+            raise TopologyError(
+                [ValidationIssue("$", f"not valid JSON: {exc}")], source=label
+            ) from exc
     try:
         doc = TopologyDocument.model_validate(data)
     except ValidationError as exc:

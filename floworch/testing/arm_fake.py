@@ -36,6 +36,7 @@ from typing import Any
 
 from azure.core.credentials import AccessToken
 
+from floworch import strict_json
 from floworch.emulator.certs import write_self_signed_certificate
 from floworch.runtime.servicebus.topology.durations import format_duration, parse_duration
 
@@ -401,8 +402,8 @@ class ArmServiceBusFake:
 
     def _properties(self, kind: str, body: bytes) -> dict[str, Any]:
         try:
-            document = json.loads(body or b"{}")
-        except json.JSONDecodeError as exc:
+            document = strict_json.loads(body or b"{}")
+        except strict_json.NotStrictJsonError as exc:
             raise _Fault(400, "InvalidRequestContent", f"The body is not JSON: {exc}") from exc
         if not isinstance(document, dict):
             raise _Fault(400, "InvalidRequestContent", "The body must be a JSON object.")

@@ -29,6 +29,7 @@ from azure.core.exceptions import AzureError
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
+from floworch import strict_json
 from floworch.engine.consumer import (
     COMPLETE,
     DeadLetter,
@@ -85,8 +86,8 @@ class CronTick:
     def from_message(cls, message: ServiceBusReceivedMessage) -> CronTick:
         """Raises EnvelopeError for a body that is not a tick of this version."""
         try:
-            data: Any = json.loads(body_bytes(message))
-        except (ValueError, UnicodeDecodeError) as exc:
+            data: Any = strict_json.loads(body_bytes(message))
+        except strict_json.NotStrictJsonError as exc:
             raise EnvelopeError(f"cron tick body is not JSON: {exc}") from exc
         if not isinstance(data, dict) or data.get("v") != TICK_VERSION:
             raise EnvelopeError(

@@ -23,6 +23,7 @@ from azure.core.exceptions import AzureError
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient
 
+from floworch import strict_json
 from floworch.engine.consumer import (
     COMPLETE,
     DeadLetter,
@@ -54,7 +55,11 @@ def trigger_message(
     headers: dict[str, str] | None = None,
 ) -> ServiceBusMessage:
     """A message that starts one run of ``flow_id`` when it reaches the triggers topic (or a
-    queue of the flow's ``ServiceBus`` trigger)."""
+    queue of the flow's ``ServiceBus`` trigger).
+
+    Raises:
+        ValueError: ``body`` is not JSON (NaN or Infinity included), or a header is reserved.
+    """
     properties: dict[str | bytes, Any] = {"FlowId": flow_id}
     if trigger_key:
         properties["TriggerKey"] = trigger_key
@@ -64,8 +69,12 @@ def trigger_message(
         if name in _RESERVED:
             raise ValueError(f"header {name!r} is reserved for the trigger message contract")
         properties[name] = value
+    try:
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:  # a worker would dead-letter it as BodyNotJson
+        raise ValueError(f"the trigger body of {flow_id!r} is not JSON: {exc}") from exc
     return ServiceBusMessage(
-        json.dumps(body, separators=(",", ":")),
+        text,
         message_id=key,
         content_type="application/json",
         application_properties=properties,
@@ -90,6 +99,7 @@ async def send_trigger(
             Bus addresses both by name).
 
     Raises:
+        ValueError: ``body`` is not JSON (NaN or Infinity included), or a header is reserved.
         TransportError: the message could not be sent.
     """
     message = trigger_message(
@@ -183,8 +193,8 @@ class TriggerMessageHandler:
             )
         raw = body_bytes(message)
         try:
-            body = json.loads(raw) if raw.strip() else None
-        except (ValueError, UnicodeDecodeError) as exc:
+            body = strict_json.loads(raw) if raw.strip() else None
+        except strict_json.NotStrictJsonError as exc:
             return DeadLetter(REASON_BAD_BODY, f"the trigger body is not JSON: {exc}")
         headers = {}
         for name, value in (message.application_properties or {}).items():

@@ -157,7 +157,9 @@ def test_cli_plan_against_a_topology_file_needs_no_flows(tmp_path: Path) -> None
 def test_a_file_that_is_not_json_says_where(tmp_path: Path) -> None:
     bad = tmp_path / "t.json"
     bad.write_text('{"queues": [', encoding="utf-8")
-    with pytest.raises(TopologyDocumentError, match=r"(?s)t\.json: .*not valid JSON \(line 1\)"):
+    with pytest.raises(
+        TopologyDocumentError, match=r"(?s)t\.json: .*not valid JSON: .*\(line 1, column 13\)"
+    ):
         read_document(bad)
 
 

@@ -302,6 +302,12 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
                 ServiceBusMessage("{}", message_id="t1", application_properties={"FlowId": "ghost"})
             )
             await sender.send_messages(ServiceBusMessage("{}", message_id="t2"))
+            for body, mid in (('{"x": NaN}', "t3"), ("[1e999]", "t4")):  # issue 16.11
+                await sender.send_messages(
+                    ServiceBusMessage(
+                        body, message_id=mid, application_properties={"FlowId": "poison"}
+                    )
+                )
         dead: dict[str, tuple[str | None, str | None]] = {}
         async with (
             client.get_subscription_receiver(
@@ -310,9 +316,12 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
             client.get_subscription_receiver(
                 sb.triggers_topic, UNROUTED_SUBSCRIPTION, sub_queue="deadletter"
             ) as triggers_dlq,
+            client.get_subscription_receiver(
+                sb.triggers_topic, subscription_name("poison"), sub_queue="deadletter"
+            ) as flow_triggers_dlq,
         ):
             for _ in range(40):
-                for receiver in (steps_dlq, triggers_dlq):
+                for receiver in (steps_dlq, triggers_dlq, flow_triggers_dlq):
                     for msg in await receiver.receive_messages(
                         max_message_count=10, max_wait_time=0.5
                     ):
@@ -321,7 +330,7 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
                             msg.dead_letter_error_description,
                         )
                         await receiver.complete_message(msg)
-                if len(dead) == 5:
+                if len(dead) == 7:
                     break
     assert dead["m1"][0] == "EnvelopeInvalid" and "not JSON" in (dead["m1"][1] or "")
     assert dead["m2"][0] == "EnvelopeInvalid" and "version 99" in (dead["m2"][1] or "")
@@ -329,6 +338,8 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
     assert dead["t1"][0] == "UnknownFlow"  # both reached the catch-all "unrouted"
     assert "no flow 'ghost' is deployed" in (dead["t1"][1] or "")
     assert dead["t2"][0] == "FlowIdMissing"
+    assert dead["t3"][0] == "BodyNotJson" and "NaN is not JSON" in (dead["t3"][1] or "")
+    assert dead["t4"][0] == "BodyNotJson" and "too large" in (dead["t4"][1] or "")
 
 
 async def test_trigger_queue_starts_one_run_per_idempotency_key(

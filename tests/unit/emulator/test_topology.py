@@ -178,3 +178,24 @@ def test_repository_topology_file_is_valid() -> None:
     if not path.exists():
         pytest.skip("the repository has no topology/servicebus.json yet")
     load_topology(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"queues": [{"name": "q", "lockDuration": NaN}]}', "NaN is not JSON"),
+        ('{"queues": [{"name": "q", "lockDuration": Infinity}]}', "Infinity is not JSON"),
+        ('{"queues": [{"name": "q", "lockDuration": 1e999}]}', "too large"),
+    ],
+)
+def test_nan_and_infinity_are_not_json(tmp_path: Path, text: str, why: str) -> None:
+    # Issue 16.11: json.loads took them, and Infinity then crashed the duration conversion.
+    path = tmp_path / "t.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TopologyError, match=why):
+        load_topology(path)
+
+
+def test_a_duration_too_long_is_reported_with_its_path() -> None:
+    with pytest.raises(TopologyError, match=r"\$\.queues\[0\]\.lockDuration"):
+        load_topology({"queues": [{"name": "q", "lockDuration": 1e300}]})

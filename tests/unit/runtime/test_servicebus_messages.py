@@ -100,3 +100,13 @@ def test_settings_refuse_nonsense() -> None:
         ServiceBusSettings(concurrency=0)
     with pytest.raises(ValueError, match="prefetch"):
         ServiceBusSettings(prefetch=-1)
+
+
+def test_a_trigger_body_with_nan_or_infinity_is_refused_before_sending() -> None:
+    # Issue 16.11: json.dumps wrote NaN, which no worker could read as JSON.
+    from floworch.runtime.servicebus.triggers import trigger_message
+
+    for body in ({"x": float("nan")}, [float("inf")]):
+        with pytest.raises(ValueError, match="trigger body of 'orders' is not JSON"):
+            trigger_message("orders", body)
+    assert b"".join(trigger_message("orders", {"x": 1.5}).body) == b'{"x":1.5}'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +170,27 @@ def test_invalid_documents_name_each_problem_by_json_path(
     found = [issue for issue in caught.value.issues if issue.path == path]
     assert found, caught.value.issues
     assert message in found[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"queues": [{"name": "q", "lockDuration": NaN}]}', "NaN is not JSON"),
+        ('{"queues": [{"name": "q", "maxDeliveryCount": Infinity}]}', "Infinity is not JSON"),
+        ('{"queues": [{"name": "q", "lockDuration": 1e999}]}', "too large"),
+    ],
+)
+def test_a_document_with_nan_or_infinity_is_refused_as_not_json(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    # Issue 16.11: json.loads accepted these, and Infinity then overflowed a timedelta.
+    path = tmp_path / "servicebus.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(TopologyDocumentError, match=why):
+        read_document(path)
+
+
+def test_a_duration_too_long_for_python_is_an_issue_not_a_crash() -> None:
+    document = {"queues": [{"name": "q", "defaultMessageTimeToLive": 1e300}]}
+    (queue,) = read_document(document).queues
+    assert queue.default_message_ttl is not None  # "never": Service Bus's longest duration

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from floworch import strict_json
 from floworch.errors import ValidationIssue
 from floworch.runtime.servicebus.topology.durations import format_duration, parse_duration
 from floworch.runtime.servicebus.topology.errors import TopologyDocumentError
@@ -178,9 +179,9 @@ def read_document(source: Path | str | Mapping[str, Any]) -> Topology:
     else:
         label = str(source)
         try:
-            data = json.loads(Path(source).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            issue = ValidationIssue("$", f"not valid JSON (line {exc.lineno}): {exc.msg}")
+            data = strict_json.loads(Path(source).read_bytes())
+        except strict_json.NotStrictJsonError as exc:
+            issue = ValidationIssue("$", f"not valid JSON: {exc}")
             raise TopologyDocumentError([issue], source=label) from exc
     reader = _Reader()
     topology = reader.topology(data)

@@ -6,6 +6,7 @@ Service Bus spells "never" (no TTL, no auto-delete) as .NET ``TimeSpan.MaxValue`
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -53,8 +54,12 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("expected an ISO-8601 duration such as 'PT30S' or a number of seconds")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number of seconds")
         if value < 0:
             raise ValueError("a duration cannot be negative")
+        if value >= NEVER_THRESHOLD.total_seconds():
+            return NEVER_THRESHOLD
         return timedelta(seconds=value)
     if not isinstance(value, str):
         raise ValueError("expected an ISO-8601 duration such as 'PT30S' or a number of seconds")
