@@ -195,6 +195,22 @@ async def test_a_run_over_two_workers_is_one_trace_in_both_backends(
     ]
     logged = {e["data"]["baseData"]["message"] for e in messages}
     assert "done" in logged and "flaky attempt 2" in logged, logged
+    finished = [
+        e["data"]["baseData"]["properties"]
+        for e in messages
+        if e["data"]["baseData"]["properties"].get("floworch.event") == "run.finished"
+    ]
+    assert [p["floworch.status"] for p in finished] == ["Succeeded"]
+    # The workbook and the docs' KQL name only dimensions that arrived.
+    from tests.unit.telemetry.workbook_fields import dimensions, doc_queries, workbook_queries
+
+    arrived = {
+        key
+        for e in appinsights.envelopes()
+        for key in (e["data"]["baseData"].get("properties") or {})
+    }
+    for query in workbook_queries() + doc_queries():
+        assert dimensions(query) - {"floworch.reason"} <= arrived, dimensions(query) - arrived
     assert {e["tags"]["ai.operation.id"] for e in messages} == {CALLER_TRACE}
     charged = [e for e in messages if e["data"]["baseData"]["message"].startswith("charged")]
     assert {e["data"]["baseData"]["properties"]["floworch.step_key"] for e in charged} == {
