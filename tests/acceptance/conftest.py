@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,11 +171,22 @@ def floworch(
     """``floworch`` in this process, in the test's own directory and environment."""
     for name in ("FLOWORCH_DB_URL", "FLOWORCH_FLOWS", "FLOWORCH_RUNTIME", "FLOWORCH_DEBUG"):
         monkeypatch.delenv(name, raising=False)
+    with logging_restored():
+        yield InProcessCli(tmp_path, capsys)
+
+
+@contextmanager
+def logging_restored() -> Iterator[None]:
+    """Undoes what in-process commands do to logging: the handlers they add to the root logger
+    write to this test's captured stderr, which is closed once the test ends."""
     names = ("", "floworch", "floworch.step", "aiosqlite", "sqlalchemy", "alembic", "asyncio")
     levels = {name: logging.getLogger(name).level for name in names}
-    yield InProcessCli(tmp_path, capsys)
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if type(h).__name__ == "_CliHandler"]:
-        root.removeHandler(handler)  # it writes to this test's (now closed) captured stderr
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
+    handlers = list(root.handlers)
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)

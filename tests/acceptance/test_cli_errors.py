@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.acceptance.conftest import ROOT, Cli
+from tests.acceptance.conftest import ROOT, Cli, logging_restored
 
 HELLO = str(ROOT / "examples/hello/flow.yaml")
 ADO = "Server=tcp:db.example.net,1433;Database=d;User Id=u;Password=hunter2;Encrypt=yes"
@@ -88,10 +88,11 @@ def test_bad_invocations_end_in_one_clear_line(
     for name in ("FLOWORCH_DB_URL", "FLOWORCH_FLOWS", "FLOWORCH_RUNTIME", "FLOWORCH_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     problems = []
-    for args, code, text in BAD_INVOCATIONS:
-        rc = run_cli(list(args))
-        out, err = capsys.readouterr()
-        problems.append(_problem(args, code, text, rc, out, err))
+    with logging_restored():  # `worker` configures logging on the captured stderr
+        for args, code, text in BAD_INVOCATIONS:
+            rc = run_cli(list(args))
+            out, err = capsys.readouterr()
+            problems.append(_problem(args, code, text, rc, out, err))
     assert not [p for p in problems if p], "\n".join(p for p in problems if p)
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 import shlex
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.conftest import ROOT, Cli, step_status
+from tests.acceptance.conftest import ROOT, Cli, logging_restored, step_status
 
 
 def shell_lines(document: Path, heading: str) -> list[list[str]]:
@@ -64,11 +65,12 @@ def examples_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def tour(examples_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+def tour(examples_copy: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
     monkeypatch.chdir(examples_copy)
     for name in ("FLOWORCH_DB_URL", "FLOWORCH_FLOWS", "FLOWORCH_RUNTIME", "FLOWORCH_DEBUG"):
         monkeypatch.delenv(name, raising=False)
-    return Cli(examples_copy)
+    with logging_restored():
+        yield Cli(examples_copy)
 
 
 @pytest.mark.slow
