@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from floworch.hosting.observability import ConsoleHandler
 from floworch.telemetry.logs import JsonFormatter, LogContextFilter
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -64,7 +65,7 @@ class StepLogFormatter(logging.Formatter):
         return text
 
 
-class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CliHandler(ConsoleHandler):
     """Marks the handler this module installed, so a second call replaces it."""
 
 
@@ -73,7 +74,7 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     object per record)."""
     value = getattr(logging, level.upper())
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, _CliHandler)]:
+    for old in [h for h in root.handlers if isinstance(h, ConsoleHandler)]:
         root.removeHandler(old)
     handler = _CliHandler(sys.stderr)
     handler.addFilter(LogContextFilter())

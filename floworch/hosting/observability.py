@@ -100,8 +100,9 @@ def _otlp_headers(text: str) -> dict[str, str]:
     return headers
 
 
-class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler :func:`console_logging` installed, so a second call replaces it."""
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks a console handler a host installed, so the next call (another command run in the
+    same process) replaces it instead of writing to a stream that may be closed by then."""
 
 
 def console_logging(level: str, log_format: LogFormat, stream: IO[str] | None = None) -> None:
@@ -111,9 +112,9 @@ def console_logging(level: str, log_format: LogFormat, stream: IO[str] | None = 
     if not isinstance(value, int):
         value = logging.INFO
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, _ConsoleHandler)]:
+    for old in [h for h in root.handlers if isinstance(h, ConsoleHandler)]:
         root.removeHandler(old)
-    handler = _ConsoleHandler(stream or sys.stderr)
+    handler = ConsoleHandler(stream or sys.stderr)
     handler.addFilter(LogContextFilter())
     handler.setFormatter(JsonFormatter() if log_format == LogFormat.JSON else ContextFormatter())
     root.addHandler(handler)
