@@ -16,12 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from floworch.emulator.durations import (
-    DurationFormatError,
-    format_iso_duration,
-    parse_duration_or_infinite,
-    parse_iso_duration,
-)
 from floworch.emulator.entities import (
     CorrelationFilter,
     EmulatorError,
@@ -33,10 +27,15 @@ from floworch.emulator.entities import (
     RuleFilter,
     RuleSettings,
     SqlFilter,
-    SqlRuleAction,
     SubscriptionSettings,
     TopicSettings,
     TrueFilter,
+)
+from floworch.runtime.servicebus.topology.durations import (
+    DurationFormatError,
+    format_duration,
+    parse_duration,
+    parse_duration_or_never,
 )
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -162,9 +161,9 @@ def _description(body: bytes, kind: str) -> ET.Element:
 def _convert(kind: str, text: str, element: str) -> Any:
     try:
         if kind == "duration":
-            return parse_iso_duration(text)
+            return parse_duration(text)
         if kind == "ttl":
-            return parse_duration_or_infinite(text)
+            return parse_duration_or_never(text)
         if kind == "int":
             return int(text)
         if kind == "bool":
@@ -254,7 +253,7 @@ def _parse_value(element: ET.Element) -> PropertyValue:
             value = datetime.fromisoformat(text.strip())
             return value if value.tzinfo else value.replace(tzinfo=UTC)
         if kind == "duration":
-            return parse_iso_duration(text)
+            return parse_duration(text)
         if kind == "guid":
             return uuid.UUID(text)
     except (ValueError, DurationFormatError) as exc:
@@ -324,7 +323,7 @@ def parse_rule(body: bytes, topic_name: str, subscription_name: str, name: str) 
     if action_element is not None and _xsi_type(action_element) == "SqlRuleAction":
         expression = _text(action_element, "SqlExpression")
         if expression:
-            action = SqlRuleAction(expression)
+            action = expression
     return RuleSettings(
         topic_name=topic_name,
         subscription_name=subscription_name,
@@ -351,7 +350,7 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, ns: str = SB_NS)
 
 def _format_value(kind: str, value: Any, namespace_host: str) -> str:
     if kind in ("duration", "ttl"):
-        return format_iso_duration(value)
+        return format_duration(value)
     if kind == "bool":
         return "true" if value else "false"
     if kind == "status":
@@ -413,7 +412,7 @@ def _value_type(value: PropertyValue) -> tuple[str, str]:
     if isinstance(value, datetime):
         return "dateTime", value.isoformat()
     if isinstance(value, timedelta):
-        return "duration", format_iso_duration(value)
+        return "duration", format_duration(value)
     return "string", "" if value is None else str(value)
 
 
@@ -462,7 +461,7 @@ def _render_rule(rule: RuleSettings) -> ET.Element:
         action.set(f"{{{XSI_NS}}}type", "EmptyRuleAction")
     else:
         action.set(f"{{{XSI_NS}}}type", "SqlRuleAction")
-        _sub(action, "SqlExpression", rule.action.sql_expression)
+        _sub(action, "SqlExpression", rule.action)
         _sub(action, "CompatibilityLevel", "20")
     _sub(element, "Name", rule.name)
     return element

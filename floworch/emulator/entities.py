@@ -1,37 +1,64 @@
-"""Service Bus entity descriptions, the management port and the emulator's error tree.
+"""The emulator's management port, its error tree, and the entity model it shares with the rest
+of floworch.
 
-The dataclasses mirror what Service Bus stores for queues, topics, subscriptions and rules, with
-Service Bus defaults, so the broker, the ATOM management API and ``topology/servicebus.json`` share
-one vocabulary. Durations are ``timedelta``; "never" (no TTL, no auto-delete) is ``None``.
-Names compare case-insensitively, as in Service Bus; :func:`entity_key` gives the lookup key.
+The entity classes (descriptions with Service Bus defaults, filters, rules, ``$Default``) are
+those of :mod:`floworch.runtime.servicebus.topology.model`, re-exported here; the emulator adds
+only where a rule lives (:class:`RuleSettings`) and counters. Durations are ``timedelta``;
+"never" (no TTL, no auto-delete) is ``None``. Names compare case-insensitively
+(:func:`entity_key`).
 """
 
 from __future__ import annotations
 
-import enum
-import types
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from floworch.errors import FlowError
+from floworch.runtime.servicebus.topology.model import (
+    DEFAULT_RULE,
+    DEFAULT_RULE_NAME,
+    CorrelationFilter,
+    EntityStatus,
+    FalseFilter,
+    PropertyValue,
+    QueueSettings,
+    RuleFilter,
+    RuleSpec,
+    SqlFilter,
+    SubscriptionSettings,
+    TopicSettings,
+    TrueFilter,
+    entity_key,
+)
 
 if TYPE_CHECKING:
     from floworch.emulator.topology import TopologySource
 
-#: The rule every new subscription gets, matching every message.
-DEFAULT_RULE_NAME = "$Default"
-
-#: Values Service Bus allows in application properties and correlation filter properties.
-PropertyValue: TypeAlias = str | bool | int | float | datetime | timedelta | uuid.UUID | None
-
-
-def entity_key(*names: str) -> str:
-    """The case-insensitive lookup key of an entity path (``entity_key("T", "Sub") == "t/sub"``)."""
-    return "/".join(name.casefold() for name in names)
-
+__all__ = [
+    "DEFAULT_RULE_NAME",
+    "CorrelationFilter",
+    "EmulatorError",
+    "EntityAlreadyExists",
+    "EntityNotFound",
+    "EntityRuntimeInfo",
+    "EntityStatus",
+    "FalseFilter",
+    "ManagementBackend",
+    "PropertyValue",
+    "QueueSettings",
+    "RuleFilter",
+    "RuleSettings",
+    "SqlFilter",
+    "SubscriptionSettings",
+    "TopicSettings",
+    "Topology",
+    "TrueFilter",
+    "default_rule_of",
+    "entity_key",
+    "load_topology",
+]
 
 # --- errors -----------------------------------------------------------------------------------
 
@@ -68,167 +95,22 @@ class EntityAlreadyExists(EmulatorError):
         super().__init__(f"the {kind} {path!r} already exists; update it instead")
 
 
-# --- settings ---------------------------------------------------------------------------------
-
-
-class EntityStatus(enum.StrEnum):
-    """Entity status values as Service Bus spells them."""
-
-    ACTIVE = "Active"
-    DISABLED = "Disabled"
-    SEND_DISABLED = "SendDisabled"
-    RECEIVE_DISABLED = "ReceiveDisabled"
+# --- rules ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
-class QueueSettings:
-    """A queue as Service Bus describes it, with Service Bus defaults.
-
-    ``default_message_ttl`` and ``auto_delete_on_idle`` of ``None`` mean "never".
-    """
-
-    name: str
-    lock_duration: timedelta = timedelta(seconds=60)
-    max_delivery_count: int = 10
-    default_message_ttl: timedelta | None = None
-    dead_lettering_on_message_expiration: bool = False
-    requires_duplicate_detection: bool = False
-    duplicate_detection_history_time_window: timedelta = timedelta(minutes=10)
-    requires_session: bool = False
-    max_size_in_megabytes: int = 1024
-    max_message_size_in_kilobytes: int = 256
-    enable_batched_operations: bool = True
-    enable_partitioning: bool = False
-    enable_express: bool = False
-    auto_delete_on_idle: timedelta | None = None
-    forward_to: str | None = None
-    forward_dead_lettered_messages_to: str | None = None
-    user_metadata: str | None = None
-    status: EntityStatus = EntityStatus.ACTIVE
-
-
-@dataclass(frozen=True, kw_only=True)
-class TopicSettings:
-    """A topic as Service Bus describes it, with Service Bus defaults."""
-
-    name: str
-    default_message_ttl: timedelta | None = None
-    requires_duplicate_detection: bool = False
-    duplicate_detection_history_time_window: timedelta = timedelta(minutes=10)
-    max_size_in_megabytes: int = 1024
-    max_message_size_in_kilobytes: int = 256
-    enable_batched_operations: bool = True
-    enable_partitioning: bool = False
-    enable_express: bool = False
-    support_ordering: bool = True
-    auto_delete_on_idle: timedelta | None = None
-    user_metadata: str | None = None
-    status: EntityStatus = EntityStatus.ACTIVE
-
-
-@dataclass(frozen=True, kw_only=True)
-class SubscriptionSettings:
-    """A subscription of ``topic_name`` as Service Bus describes it, with Service Bus defaults."""
-
-    topic_name: str
-    name: str
-    lock_duration: timedelta = timedelta(seconds=60)
-    max_delivery_count: int = 10
-    default_message_ttl: timedelta | None = None
-    dead_lettering_on_message_expiration: bool = False
-    dead_lettering_on_filter_evaluation_exceptions: bool = True
-    requires_session: bool = False
-    enable_batched_operations: bool = True
-    auto_delete_on_idle: timedelta | None = None
-    forward_to: str | None = None
-    forward_dead_lettered_messages_to: str | None = None
-    user_metadata: str | None = None
-    status: EntityStatus = EntityStatus.ACTIVE
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class CorrelationFilter:
-    """Matches when every set system property and every listed application property is equal.
-
-    ``subject`` is the Service Bus ``Label``. ``properties`` is copied into a read-only mapping.
-    """
-
-    correlation_id: str | None = None
-    message_id: str | None = None
-    to: str | None = None
-    reply_to: str | None = None
-    subject: str | None = None
-    session_id: str | None = None
-    reply_to_session_id: str | None = None
-    content_type: str | None = None
-    properties: Mapping[str, PropertyValue] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # A frozen value must not share a dict its caller can still mutate.
-        object.__setattr__(self, "properties", types.MappingProxyType(dict(self.properties)))
-
-    def _key(self) -> tuple[object, ...]:
-        return (
-            self.correlation_id,
-            self.message_id,
-            self.to,
-            self.reply_to,
-            self.subject,
-            self.session_id,
-            self.reply_to_session_id,
-            self.content_type,
-            tuple(sorted((k, repr(v)) for k, v in self.properties.items())),
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CorrelationFilter):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-
-@dataclass(frozen=True)
-class SqlFilter:
-    """A Service Bus SQL filter expression, e.g. ``"sys.Label = 'x' AND amount > 10"``."""
-
-    sql_expression: str
-
-
-@dataclass(frozen=True)
-class TrueFilter:
-    """Matches every message (Service Bus spells it ``1=1``)."""
-
-    sql_expression: str = "1=1"
-
-
-@dataclass(frozen=True)
-class FalseFilter:
-    """Matches no message (Service Bus spells it ``1=0``)."""
-
-    sql_expression: str = "1=0"
-
-
-@dataclass(frozen=True)
-class SqlRuleAction:
-    """A SQL rule action, e.g. ``"SET user.routed = TRUE; REMOVE user.tmp"``."""
-
-    sql_expression: str
-
-
-RuleFilter: TypeAlias = CorrelationFilter | SqlFilter | TrueFilter | FalseFilter
-
-
-@dataclass(frozen=True, kw_only=True)
-class RuleSettings:
-    """A rule of subscription ``topic_name/subscription_name``."""
+class RuleSettings(RuleSpec):
+    """A rule (the model's :class:`RuleSpec`) of subscription ``topic_name/subscription_name``."""
 
     topic_name: str
     subscription_name: str
-    name: str = DEFAULT_RULE_NAME
-    filter: RuleFilter = field(default_factory=TrueFilter)
-    action: SqlRuleAction | None = None
+
+
+def default_rule_of(topic_name: str, subscription_name: str) -> RuleSettings:
+    """The ``$Default`` rule a new subscription gets, as Service Bus makes it."""
+    return RuleSettings(
+        topic_name=topic_name, subscription_name=subscription_name, **vars(DEFAULT_RULE)
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

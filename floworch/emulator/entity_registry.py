@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 from floworch.emulator.amqp_message import AmqpMessage
 from floworch.emulator.entities import (
-    DEFAULT_RULE_NAME,
     EntityAlreadyExists,
     EntityNotFound,
     EntityRuntimeInfo,
@@ -23,7 +22,6 @@ from floworch.emulator.entities import (
     RuleSettings,
     SubscriptionSettings,
     TopicSettings,
-    TrueFilter,
     entity_key,
 )
 from floworch.emulator.filters import (
@@ -33,6 +31,7 @@ from floworch.emulator.filters import (
     compile_rule_filter,
 )
 from floworch.emulator.message_store import EntityStore, StorePolicy, TimerQueue
+from floworch.runtime.servicebus.topology.model import new_subscription_rules
 
 DEAD_LETTER_SUFFIX = "$deadletterqueue"
 
@@ -315,13 +314,11 @@ class EntityRegistry:
         sub = SubscriptionEntity(
             settings=settings, store=self._new_stores(path, _queue_policy(settings))
         )
-        default = RuleSettings(
-            topic_name=topic.settings.name,
-            subscription_name=settings.name,
-            name=DEFAULT_RULE_NAME,
-            filter=TrueFilter(),
-        )
-        sub.rules[entity_key(DEFAULT_RULE_NAME)] = compile_rule(default)
+        for default in new_subscription_rules():
+            rule = RuleSettings(
+                topic_name=topic.settings.name, subscription_name=settings.name, **vars(default)
+            )
+            sub.rules[entity_key(rule.name)] = compile_rule(rule)
         topic.subscriptions[key] = sub
         return settings
 

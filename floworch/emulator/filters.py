@@ -15,7 +15,6 @@ from floworch.emulator.entities import (
     PropertyValue,
     RuleFilter,
     SqlFilter,
-    SqlRuleAction,
     TrueFilter,
 )
 from floworch.emulator.filter_message import FilterMessage
@@ -91,7 +90,7 @@ def compile_rule_filter(rule_filter: RuleFilter) -> MessagePredicate:
     raise TypeError(f"not a rule filter: {rule_filter!r}")
 
 
-def compile_rule_action(action: SqlRuleAction | None) -> MessageAction:
+def compile_rule_action(action: str | None) -> MessageAction:
     """Compile a rule action into a callable that mutates a message; ``None`` does nothing.
 
     Raises:
@@ -99,4 +98,4 @@ def compile_rule_action(action: SqlRuleAction | None) -> MessageAction:
     """
     if action is None:
         return lambda _message: None
-    return compile_sql_action(action.sql_expression).apply
+    return compile_sql_action(action).apply

@@ -231,7 +231,7 @@ class ManagementRoutes:
         if isinstance(rule.filter, SqlFilter):
             compile_sql_filter(rule.filter.sql_expression)
         if rule.action is not None:
-            compile_sql_action(rule.action.sql_expression)
+            compile_sql_action(rule.action)
         if is_update:
             current = backend.get_rule(topic, sub, name)
             rule = replace(

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from floworch.emulator.entities import (
-    DEFAULT_RULE_NAME,
     EntityAlreadyExists,
     EntityNotFound,
     EntityRuntimeInfo,
@@ -21,9 +20,9 @@ from floworch.emulator.entities import (
     RuleSettings,
     SubscriptionSettings,
     TopicSettings,
-    TrueFilter,
     entity_key,
 )
+from floworch.runtime.servicebus.topology.model import new_subscription_rules
 
 T = TypeVar("T")
 
@@ -147,13 +146,11 @@ class InMemoryManagementBackend:
             self._require_topic(settings.topic_name)
             key = entity_key(settings.topic_name, settings.name)
             self._create(self._subscriptions, key, settings, "subscription")
-            default = RuleSettings(
-                topic_name=settings.topic_name,
-                subscription_name=settings.name,
-                name=DEFAULT_RULE_NAME,
-                filter=TrueFilter(),
-            )
-            self._rules[entity_key(settings.topic_name, settings.name, DEFAULT_RULE_NAME)] = default
+            for default in new_subscription_rules():
+                rule = RuleSettings(
+                    topic_name=settings.topic_name, subscription_name=settings.name, **vars(default)
+                )
+                self._rules[entity_key(settings.topic_name, settings.name, rule.name)] = rule
             return settings
 
     def get_subscription(self, topic_name: str, name: str) -> SubscriptionSettings:

@@ -31,7 +31,6 @@ from floworch.emulator.entities import (
     RuleFilter,
     RuleSettings,
     SqlFilter,
-    SqlRuleAction,
     TrueFilter,
 )
 from floworch.emulator.message_store import (
@@ -286,7 +285,7 @@ def _add_rule(node: _Node, body: dict[Any, Any]) -> ManagementReply:
             subscription_name=sub,
             name=str(_field(body, "rule-name")),
             filter=_rule_filter(description),
-            action=SqlRuleAction(str(action["expression"])) if isinstance(action, dict) else None,
+            action=str(action["expression"]) if isinstance(action, dict) else None,
         )
     )
     return _ok()
@@ -331,7 +330,7 @@ def _describe_rule(rule: RuleSettings) -> dict[str, Any]:
     else:
         described["sql-filter"] = {"expression": flt.sql_expression}
     if rule.action is not None:
-        described["sql-rule-action"] = {"expression": rule.action.sql_expression}
+        described["sql-rule-action"] = {"expression": rule.action}
     return described
 
 

@@ -26,7 +26,6 @@ from pydantic import (
 )
 
 from floworch import strict_json
-from floworch.emulator.durations import DurationFormatError, parse_iso_duration
 from floworch.emulator.entities import (
     DEFAULT_RULE_NAME,
     CorrelationFilter,
@@ -35,7 +34,6 @@ from floworch.emulator.entities import (
     RuleFilter,
     RuleSettings,
     SqlFilter,
-    SqlRuleAction,
     SubscriptionSettings,
     TopicSettings,
     Topology,
@@ -44,6 +42,8 @@ from floworch.emulator.entities import (
 )
 from floworch.emulator.sqlfilter import SqlFilterError, compile_sql_action, compile_sql_filter
 from floworch.errors import ValidationIssue
+from floworch.runtime.servicebus.topology.durations import never_as_none, parse_duration
+from floworch.runtime.servicebus.topology.model import CHILD_NAME, ENTITY_NAME
 
 #: A path to a JSON file, or the already-decoded document.
 TopologySource: TypeAlias = Path | str | Mapping[str, Any]
@@ -51,8 +51,8 @@ TopologySource: TypeAlias = Path | str | Mapping[str, Any]
 SCHEMA_PATH = Path(__file__).with_name("topology.schema.json")
 
 # Service Bus naming rules: entity paths up to 260 characters, subscriptions and rules up to 50.
-_ENTITY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,259}$")
-_CHILD_NAME = re.compile(r"^[A-Za-z0-9$][A-Za-z0-9._\-]{0,49}$")
+_ENTITY_NAME = ENTITY_NAME
+_CHILD_NAME = CHILD_NAME
 
 
 class TopologyError(EmulatorError):
@@ -71,24 +71,7 @@ class TopologyError(EmulatorError):
 def _to_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        try:
-            return timedelta(seconds=value)
-        except OverflowError as exc:
-            raise ValueError(
-                f"{value} seconds is longer than any duration Service Bus allows"
-            ) from exc
-    if isinstance(value, str):
-        try:
-            parsed = parse_iso_duration(value)
-        except DurationFormatError as exc:
-            raise ValueError(str(exc)) from exc
-        if parsed < timedelta(0):
-            raise ValueError("a duration cannot be negative")
-        return parsed
-    raise ValueError("expected an ISO-8601 duration such as 'PT30S' or a number of seconds")
+    return parse_duration(value)  # its DurationFormatError is a ValueError: a validation issue
 
 
 Duration = Annotated[
@@ -214,12 +197,16 @@ def _json_path(loc: tuple[int | str, ...]) -> str:
 
 
 def _settings(doc: BaseModel, *skip: str) -> dict[str, Any]:
-    """Only the fields the document set, so dataclass defaults stay the Service Bus defaults."""
+    """Only the fields the document set, so dataclass defaults stay the Service Bus defaults
+    ("never" durations become ``None``, as the model holds them)."""
     return {
-        key: getattr(doc, key)
+        key: never_as_none(value) if isinstance(value, timedelta) and key in _NEVER_ABLE else value
         for key in doc.model_fields_set
-        if key not in skip and getattr(doc, key) is not None
+        if key not in skip and (value := getattr(doc, key)) is not None
     }
+
+
+_NEVER_ABLE = {"default_message_ttl", "auto_delete_on_idle"}
 
 
 def _rule_filter(doc: RuleDoc) -> RuleFilter:
@@ -297,7 +284,8 @@ class _Checker:
             self.add(
                 f"{path}.name",
                 f"invalid {what} name {name!r}: use letters, digits, "
-                f"'.', '-', '_' (up to {limit} characters, starting with a letter or digit)",
+                f"'.', '-', '_' (up to {limit} characters, starting and ending with a letter or "
+                "digit)",
             )
 
     def rule(self, path: str, rule: RuleDoc, seen: dict[str, str]) -> None:
@@ -346,7 +334,7 @@ def _build(doc: TopologyDocument) -> Topology:
                         subscription_name=sub.name,
                         name=rule.name,
                         filter=_rule_filter(rule),
-                        action=SqlRuleAction(rule.action) if rule.action else None,
+                        action=rule.action or None,
                     )
                 )
     return Topology(

@@ -18,9 +18,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
 import json
 import logging
-import re
 import ssl
 import tempfile
 import threading
@@ -28,6 +29,7 @@ import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,7 +40,20 @@ from azure.core.credentials import AccessToken
 
 from floworch import strict_json
 from floworch.emulator.certs import write_self_signed_certificate
-from floworch.runtime.servicebus.topology.durations import format_duration, parse_duration
+from floworch.runtime.servicebus.topology.durations import (
+    NEVER_TEXT,
+    format_duration,
+    parse_duration,
+)
+from floworch.runtime.servicebus.topology.model import (
+    CHILD_NAME,
+    ENTITY_NAME,
+    CorrelationFilterSpec,
+    QueueSettings,
+    SubscriptionSettings,
+    TopicSettings,
+    new_subscription_rules,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +61,13 @@ __all__ = ["SUPPORTED_API_VERSIONS", "ArmRequest", "ArmServiceBusFake", "FakeTok
 
 #: The api-versions the fake answers; 2026-01-01 is what azure-mgmt-servicebus 10.x sends.
 SUPPORTED_API_VERSIONS = frozenset({"2021-11-01", "2022-10-01-preview", "2026-01-01"})
-NEVER = "P10675199DT2H48M5.4775807S"  # .NET TimeSpan.MaxValue, Service Bus's "never"
+NEVER = NEVER_TEXT  # .NET TimeSpan.MaxValue, Service Bus's "never"
 _PROVIDER = "Microsoft.ServiceBus/namespaces"
 _NAME = {
-    "queues": re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._\-/]{0,258}[A-Za-z0-9])?$"),
-    "topics": re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._\-/]{0,258}[A-Za-z0-9])?$"),
-    "subscriptions": re.compile(r"^[A-Za-z0-9$][A-Za-z0-9._\-]{0,49}$"),
-    "rules": re.compile(r"^[A-Za-z0-9$][A-Za-z0-9._\-]{0,49}$"),
+    "queues": ENTITY_NAME,
+    "topics": ENTITY_NAME,
+    "subscriptions": CHILD_NAME,
+    "rules": CHILD_NAME,
 }
 _TYPES = {
     "queues": f"{_PROVIDER}/queues",
@@ -60,45 +75,37 @@ _TYPES = {
     "subscriptions": f"{_PROVIDER}/topics/subscriptions",
     "rules": f"{_PROVIDER}/topics/subscriptions/rules",
 }
+_ARM_NAMES = {"default_message_ttl": "defaultMessageTimeToLive"}
+_NEVER_ABLE = {"default_message_ttl", "auto_delete_on_idle"}
+
+
+def _arm_properties(description: object) -> dict[str, Any]:
+    """A description of the shared model as ARM properties: its Service Bus defaults, camelCase
+    names, ISO-8601 durations ("never" as TimeSpan.MaxValue), enums as their values."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(description):  # type: ignore[arg-type]
+        if f.name in ("name", "topic_name"):
+            continue
+        value = getattr(description, f.name)
+        if value is None and f.name not in _NEVER_ABLE:
+            continue  # no forwarding, no metadata: ARM leaves the property out
+        head, *rest = f.name.split("_")
+        key = _ARM_NAMES.get(f.name, head + "".join(part.title() for part in rest))
+        if f.name in _NEVER_ABLE or isinstance(value, timedelta):
+            value = format_duration(value)
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        out[key] = value
+    return out
+
+
+# Service Bus's defaults, from the model every floworch backend shares.
 _DEFAULTS: dict[str, dict[str, Any]] = {
-    "queues": {
-        "lockDuration": "PT1M",
-        "maxSizeInMegabytes": 1024,
-        "requiresDuplicateDetection": False,
-        "requiresSession": False,
-        "defaultMessageTimeToLive": NEVER,
-        "deadLetteringOnMessageExpiration": False,
-        "duplicateDetectionHistoryTimeWindow": "PT10M",
-        "maxDeliveryCount": 10,
-        "status": "Active",
-        "enableBatchedOperations": True,
-        "autoDeleteOnIdle": NEVER,
-        "enablePartitioning": False,
-        "enableExpress": False,
-    },
-    "topics": {
-        "defaultMessageTimeToLive": NEVER,
-        "maxSizeInMegabytes": 1024,
-        "requiresDuplicateDetection": False,
-        "duplicateDetectionHistoryTimeWindow": "PT10M",
-        "enableBatchedOperations": True,
-        "status": "Active",
-        "supportOrdering": True,
-        "autoDeleteOnIdle": NEVER,
-        "enablePartitioning": False,
-        "enableExpress": False,
-    },
+    "queues": _arm_properties(QueueSettings(name="")),
+    "topics": _arm_properties(TopicSettings(name="")),
     "subscriptions": {
-        "lockDuration": "PT1M",
-        "requiresSession": False,
-        "defaultMessageTimeToLive": NEVER,
-        "deadLetteringOnFilterEvaluationExceptions": True,
-        "deadLetteringOnMessageExpiration": False,
-        "maxDeliveryCount": 10,
-        "status": "Active",
-        "enableBatchedOperations": True,
-        "autoDeleteOnIdle": NEVER,
-        "isClientAffine": False,
+        **_arm_properties(SubscriptionSettings(topic_name="", name="")),
+        "isClientAffine": False,  # ARM only
     },
 }
 _IMMUTABLE = {
@@ -358,8 +365,11 @@ class ArmServiceBusFake:
         else:
             existing = collection[key] = _Resource(name, properties)
             if kind == "subscriptions":
-                default = {"filterType": "SqlFilter", "sqlFilter": {"sqlExpression": "1=1"}}
-                existing.children["$default"] = _Resource("$Default", default)
+                for rule in new_subscription_rules():  # $Default: the SQL filter 1=1
+                    assert not isinstance(rule.filter, CorrelationFilterSpec)
+                    sql = {"sqlExpression": rule.filter.sql_expression}
+                    default = {"filterType": "SqlFilter", "sqlFilter": sql}
+                    existing.children[rule.name.casefold()] = _Resource(rule.name, default)
         return 200, self._render(kind, trail, existing)
 
     def _page(

@@ -18,7 +18,6 @@ from floworch.emulator.entities import (
     QueueSettings,
     RuleSettings,
     SqlFilter,
-    SqlRuleAction,
     SubscriptionSettings,
     TopicSettings,
 )
@@ -115,7 +114,7 @@ async def test_sql_filter_and_action(
             subscription_name="big",
             name="big-orders",
             filter=SqlFilter("amount > 100 AND sys.Label = 'order'"),
-            action=SqlRuleAction("SET routed = 'yes'"),
+            action="SET routed = 'yes'",
         ),
     )
     async with client.get_topic_sender(topic) as sender:

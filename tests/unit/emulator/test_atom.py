@@ -17,14 +17,13 @@ from azure.servicebus.management._generated.models import (
 from azure.servicebus.management._utils import serialize_rule_key_values
 
 from floworch.emulator import atom
-from floworch.emulator.durations import format_iso_duration, parse_duration_or_infinite
 from floworch.emulator.entities import (
     CorrelationFilter,
     EntityRuntimeInfo,
     QueueSettings,
     RuleSettings,
-    SqlRuleAction,
 )
+from floworch.runtime.servicebus.topology.durations import format_duration, parse_duration_or_never
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -135,9 +134,7 @@ def test_rule_with_correlation_properties_round_trips_the_sdk_format() -> None:
 
 
 def test_sql_action_round_trips() -> None:
-    rule = RuleSettings(
-        topic_name="t", subscription_name="s", name="r", action=SqlRuleAction("SET a = 1")
-    )
+    rule = RuleSettings(topic_name="t", subscription_name="s", name="r", action="SET a = 1")
     rendered = atom.render_entry(atom.rule_entry(rule, self_url="https://h/r"))
     assert atom.parse_rule(rendered, "t", "s", "r") == rule
 
@@ -163,7 +160,7 @@ def test_bad_values_raise_atom_format_error() -> None:
 
 
 def test_infinite_durations() -> None:
-    assert format_iso_duration(None) == "P10675199DT2H48M5.4775807S"
-    assert parse_duration_or_infinite("P10675199DT2H48M5.4775807S") is None
-    assert format_iso_duration(timedelta(days=1, seconds=61.5)) == "P1DT1M1.5S"
-    assert format_iso_duration(timedelta(0)) == "PT0S"
+    assert format_duration(None) == "P10675199DT2H48M5.4775807S"
+    assert parse_duration_or_never("P10675199DT2H48M5.4775807S") is None
+    assert format_duration(timedelta(days=1, seconds=61.5)) == "P1DT1M1.5S"
+    assert format_duration(timedelta(0)) == "PT0S"

@@ -8,7 +8,6 @@ from floworch.emulator.entities import (
     CorrelationFilter,
     FalseFilter,
     SqlFilter,
-    SqlRuleAction,
     TrueFilter,
 )
 from floworch.emulator.filters import FilterMessage, compile_rule_action, compile_rule_filter
@@ -70,7 +69,7 @@ def test_sql_filter_and_action() -> None:
     predicate = compile_rule_filter(SqlFilter("sys.Label = 'order' AND amount > 10"))
     assert predicate(FilterMessage(subject="order", properties={"amount": 11}))
     assert not predicate(FilterMessage(subject="order", properties={"amount": 9}))
-    action = compile_rule_action(SqlRuleAction("SET user.big = TRUE"))
+    action = compile_rule_action("SET user.big = TRUE")
     original = FilterMessage(properties={"amount": 11})
     routed = original.copy()
     action(routed)
@@ -88,7 +87,7 @@ def test_bad_sql_is_rejected_at_compile_time() -> None:
     with pytest.raises(SqlFilterError):
         compile_rule_filter(SqlFilter("a = "))
     with pytest.raises(SqlFilterError):
-        compile_rule_action(SqlRuleAction("SET"))
+        compile_rule_action("SET")
 
 
 def test_system_property_lookup_by_service_bus_name() -> None:

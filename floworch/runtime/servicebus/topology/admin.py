@@ -4,6 +4,7 @@ against the local emulator's HTTPS management endpoint."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -122,7 +123,11 @@ def filter_to_sdk(spec: RuleFilterSpec) -> CorrelationRuleFilter | SqlRuleFilter
             session_id=spec.session_id,
             reply_to_session_id=spec.reply_to_session_id,
             content_type=spec.content_type,
-            properties=dict(spec.properties),
+            properties={
+                k: str(v) if isinstance(v, uuid.UUID) else v
+                for k, v in spec.properties.items()
+                if v is not None
+            },
         )
     if isinstance(spec, SqlFilterSpec):
         return SqlRuleFilter(spec.expression)

@@ -4,7 +4,6 @@ and every queue a ``ServiceBus`` trigger names."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
@@ -13,6 +12,7 @@ from floworch.model.triggers import ServiceBusTrigger
 from floworch.runtime.servicebus.names import subscription_name
 from floworch.runtime.servicebus.topology.errors import TopologyDocumentError
 from floworch.runtime.servicebus.topology.model import (
+    ENTITY_NAME,
     QueueSpec,
     SubscriptionSpec,
     TopicSpec,
@@ -27,10 +27,6 @@ from floworch.runtime.servicebus.topology.routing import (
 from floworch.runtime.servicebus.topology.settings import TopologySettings
 
 __all__ = ["FLOW_ID_PROPERTY", "FlowLike", "desired_topology", "flow_rule"]
-
-# Queue and topic names: letters, digits, '.', '-', '_', '/'; start and end with a letter or
-# digit; up to 260 characters.
-ENTITY_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._\-/]{0,258}[A-Za-z0-9])?$")
 
 
 class FlowLike(Protocol):

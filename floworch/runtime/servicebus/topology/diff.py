@@ -16,6 +16,7 @@ from floworch.runtime.servicebus.topology.model import (
     TopicSpec,
     Topology,
     entity_key,
+    new_subscription_rules,
     rule_path,
     settings_of,
     subscription_path,
@@ -97,7 +98,7 @@ def compute_plan(topology: Topology, state: NamespaceState, *, target: str) -> P
             if found is None:
                 entities.append(_create(Kind.SUBSCRIPTION, path, sub, topic=topic.name))
                 # Service Bus gives every new subscription a $Default rule matching everything.
-                implicit = (RuleSpec(name=DEFAULT_RULE_NAME),)
+                implicit = new_subscription_rules()
                 _rule_changes(topic.name, sub, implicit, upserts, removals, created=True)
             else:
                 entities += _differences(Kind.SUBSCRIPTION, path, sub, found, topic=topic.name)

@@ -1,48 +1,31 @@
-"""An in-memory namespace for tests: behaves like Service Bus's management API (defaults,
-case-insensitive names, a ``$Default`` rule on every new subscription), without I/O."""
+"""An in-memory namespace for tests: behaves like Service Bus's management API, without I/O.
+
+Its defaults, its "never" and the ``$Default`` rule of a new subscription are the model's
+(:func:`~floworch.runtime.servicebus.topology.model.described`,
+:func:`~floworch.runtime.servicebus.topology.model.new_subscription_rules`), and it passes the
+backend contract (:mod:`floworch.testing.topology_contract`) as the admin and ARM backends do.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import timedelta
 from typing import TypeVar
 
 from floworch.runtime.servicebus.topology.errors import EntityExistsError, EntityNotFoundError
 from floworch.runtime.servicebus.topology.model import (
-    DEFAULT_RULE_NAME,
     QueueSpec,
     RuleSpec,
     SubscriptionSpec,
     TopicSpec,
+    described,
     entity_key,
+    new_subscription_rules,
     rule_path,
     subscription_path,
 )
 
 _E = TypeVar("_E", QueueSpec, TopicSpec, SubscriptionSpec)
-
-QUEUE_DEFAULTS = QueueSpec(
-    name="",
-    lock_duration=timedelta(minutes=1),
-    max_delivery_count=10,
-    dead_lettering_on_message_expiration=False,
-    requires_duplicate_detection=False,
-    duplicate_detection_history_time_window=timedelta(minutes=10),
-    requires_session=False,
-)
-TOPIC_DEFAULTS = TopicSpec(
-    name="",
-    requires_duplicate_detection=False,
-    duplicate_detection_history_time_window=timedelta(minutes=10),
-)
-SUBSCRIPTION_DEFAULTS = SubscriptionSpec(
-    name="",
-    lock_duration=timedelta(minutes=1),
-    max_delivery_count=10,
-    dead_lettering_on_message_expiration=False,
-    requires_session=False,
-)
 
 
 def _merge(base: _E, overlay: _E) -> _E:
@@ -132,9 +115,7 @@ class InMemoryNamespace:
     def create_queue(self, queue: QueueSpec) -> None:
         if self._taken(queue.name):
             raise self._error(EntityExistsError, "create", "queue", queue.name)
-        self.queues[entity_key(queue.name)] = _merge(
-            replace(QUEUE_DEFAULTS, name=queue.name), queue
-        )
+        self.queues[entity_key(queue.name)] = described(queue)
         self.operations.append(f"create queue {queue.name}")
 
     def update_queue(self, queue: QueueSpec) -> None:
@@ -147,7 +128,7 @@ class InMemoryNamespace:
     def create_topic(self, topic: TopicSpec) -> None:
         if self._taken(topic.name):
             raise self._error(EntityExistsError, "create", "topic", topic.name)
-        spec = _merge(replace(TOPIC_DEFAULTS, name=topic.name), topic)
+        spec = described(replace(topic, subscriptions=()))
         self.topics[entity_key(topic.name)] = _Topic(spec)
         self.operations.append(f"create topic {topic.name}")
 
@@ -161,11 +142,9 @@ class InMemoryNamespace:
         path = subscription_path(topic, subscription.name)
         if entity_key(subscription.name) in parent.subscriptions:
             raise self._error(EntityExistsError, "create", "subscription", path)
-        spec = _merge(replace(SUBSCRIPTION_DEFAULTS, name=subscription.name), subscription)
-        default = RuleSpec(name=DEFAULT_RULE_NAME)
-        parent.subscriptions[entity_key(subscription.name)] = _Subscription(
-            spec, {entity_key(DEFAULT_RULE_NAME): default}
-        )
+        spec = described(replace(subscription, rules=()))
+        rules = {entity_key(rule.name): rule for rule in new_subscription_rules()}
+        parent.subscriptions[entity_key(subscription.name)] = _Subscription(spec, rules)
         self.operations.append(f"create subscription {path}")
 
     def update_subscription(self, topic: str, subscription: SubscriptionSpec) -> None:

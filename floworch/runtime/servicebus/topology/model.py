@@ -1,24 +1,44 @@
-"""The entities a Service Bus namespace must hold, as plain values.
+"""The Service Bus entity model, as plain values: the one every part of floworch uses (the
+topology manager and its backends, the local emulator, the ARM fake). No SDK, no proton.
 
-The same classes describe the wanted topology and what a namespace holds. In a wanted entity a
-setting of ``None`` is not managed (Service Bus keeps whatever it has); in an entity read from a
-namespace ``None`` means "never" for durations (no TTL) and "not reported" otherwise.
+Two views of each entity:
+
+- a **description** (:class:`QueueSettings`, :class:`TopicSettings`, :class:`SubscriptionSettings`)
+  is everything Service Bus stores, every field with Service Bus's default: what the emulator
+  holds and what a namespace reports;
+- a **spec** (:class:`QueueSpec`, :class:`TopicSpec`, :class:`SubscriptionSpec`) names only the
+  settings the topology manager manages; a setting of ``None`` is not managed (Service Bus keeps
+  whatever it has). :func:`described` is the spec a namespace holds once ``spec`` is created.
+
+In both, a duration of ``None`` read from a namespace (TTL, auto-delete) means "never" (Service
+Bus's ``TimeSpan.MaxValue``, :data:`~floworch.runtime.servicebus.topology.durations.NEVER_TEXT`
+on the wire); durations are ``timedelta``. Rules and filters are one set of classes, and every
+new subscription gets :data:`DEFAULT_RULE` (:func:`new_subscription_rules`). Names compare
+case-insensitively (:func:`entity_key`).
 """
 
 from __future__ import annotations
 
+import enum
 import re
 import types
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from datetime import timedelta
-from typing import TypeAlias
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
+from typing import TypeAlias, TypeVar
 
 #: The rule Service Bus gives every new subscription; it matches every message.
 DEFAULT_RULE_NAME = "$Default"
 
-#: Values a correlation filter can compare application properties with.
-PropertyValue: TypeAlias = str | bool | int | float
+#: Values of application properties (and of the correlation filters that match them).
+PropertyValue: TypeAlias = str | bool | int | float | datetime | timedelta | uuid.UUID | None
+
+#: Queue and topic names: letters, digits, '.', '-', '_', '/'; starting and ending with a letter
+#: or digit; up to 260 characters.
+ENTITY_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._\-/]{0,258}[A-Za-z0-9])?$")
+#: Subscription and rule names: up to 50 characters (``$`` starts only ``$Default``-like names).
+CHILD_NAME = re.compile(r"^[A-Za-z0-9$][A-Za-z0-9._\-]{0,49}$")
 
 _TRUE_SQL = re.compile(r"^\s*\(?\s*1\s*=\s*1\s*\)?\s*$")
 _FALSE_SQL = re.compile(r"^\s*\(?\s*1\s*=\s*0\s*\)?\s*$")
@@ -77,18 +97,38 @@ class SqlFilterSpec:
 
     expression: str
 
+    @property
+    def sql_expression(self) -> str:
+        """The expression, as Service Bus names it."""
+        return self.expression
+
 
 @dataclass(frozen=True)
 class TrueFilterSpec:
     """Matches every message (Service Bus stores it as the SQL filter ``1=1``)."""
+
+    @property
+    def sql_expression(self) -> str:
+        return "1=1"
 
 
 @dataclass(frozen=True)
 class FalseFilterSpec:
     """Matches no message (SQL ``1=0``)."""
 
+    @property
+    def sql_expression(self) -> str:
+        return "1=0"
+
 
 RuleFilterSpec: TypeAlias = CorrelationFilterSpec | SqlFilterSpec | TrueFilterSpec | FalseFilterSpec
+
+# The names the emulator and Service Bus use for the same classes.
+CorrelationFilter = CorrelationFilterSpec
+SqlFilter = SqlFilterSpec
+TrueFilter = TrueFilterSpec
+FalseFilter = FalseFilterSpec
+RuleFilter: TypeAlias = RuleFilterSpec
 
 
 def normalise_filter(spec: RuleFilterSpec) -> RuleFilterSpec:
@@ -114,6 +154,96 @@ class RuleSpec:
         object.__setattr__(self, "filter", normalise_filter(self.filter))
         if self.action is not None and not self.action.strip():
             object.__setattr__(self, "action", None)
+
+
+#: The rule Service Bus gives every new subscription: ``$Default``, matching every message.
+DEFAULT_RULE = RuleSpec(name=DEFAULT_RULE_NAME)
+
+
+def new_subscription_rules() -> tuple[RuleSpec, ...]:
+    """The rules of a subscription just created, before any rule is added or removed."""
+    return (DEFAULT_RULE,)
+
+
+# --- descriptions: what Service Bus stores, with its defaults --------------------------------
+
+
+class EntityStatus(enum.StrEnum):
+    """Entity status values as Service Bus spells them."""
+
+    ACTIVE = "Active"
+    DISABLED = "Disabled"
+    SEND_DISABLED = "SendDisabled"
+    RECEIVE_DISABLED = "ReceiveDisabled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueSettings:
+    """A queue as Service Bus describes it; every default is Service Bus's.
+
+    ``default_message_ttl`` and ``auto_delete_on_idle`` of ``None`` mean "never".
+    """
+
+    name: str
+    lock_duration: timedelta = timedelta(seconds=60)
+    max_delivery_count: int = 10
+    default_message_ttl: timedelta | None = None
+    dead_lettering_on_message_expiration: bool = False
+    requires_duplicate_detection: bool = False
+    duplicate_detection_history_time_window: timedelta = timedelta(minutes=10)
+    requires_session: bool = False
+    max_size_in_megabytes: int = 1024
+    max_message_size_in_kilobytes: int = 256
+    enable_batched_operations: bool = True
+    enable_partitioning: bool = False
+    enable_express: bool = False
+    auto_delete_on_idle: timedelta | None = None
+    forward_to: str | None = None
+    forward_dead_lettered_messages_to: str | None = None
+    user_metadata: str | None = None
+    status: EntityStatus = EntityStatus.ACTIVE
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicSettings:
+    """A topic as Service Bus describes it; every default is Service Bus's."""
+
+    name: str
+    default_message_ttl: timedelta | None = None
+    requires_duplicate_detection: bool = False
+    duplicate_detection_history_time_window: timedelta = timedelta(minutes=10)
+    max_size_in_megabytes: int = 1024
+    max_message_size_in_kilobytes: int = 256
+    enable_batched_operations: bool = True
+    enable_partitioning: bool = False
+    enable_express: bool = False
+    support_ordering: bool = True
+    auto_delete_on_idle: timedelta | None = None
+    user_metadata: str | None = None
+    status: EntityStatus = EntityStatus.ACTIVE
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionSettings:
+    """A subscription of ``topic_name`` as Service Bus describes it, with its defaults."""
+
+    topic_name: str
+    name: str
+    lock_duration: timedelta = timedelta(seconds=60)
+    max_delivery_count: int = 10
+    default_message_ttl: timedelta | None = None
+    dead_lettering_on_message_expiration: bool = False
+    dead_lettering_on_filter_evaluation_exceptions: bool = True
+    requires_session: bool = False
+    enable_batched_operations: bool = True
+    auto_delete_on_idle: timedelta | None = None
+    forward_to: str | None = None
+    forward_dead_lettered_messages_to: str | None = None
+    user_metadata: str | None = None
+    status: EntityStatus = EntityStatus.ACTIVE
+
+
+# --- specs: the settings the topology manager manages ----------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,6 +334,41 @@ def settings_of(spec: EntitySpec) -> tuple[Setting, ...]:
     if isinstance(spec, TopicSpec):
         return TOPIC_SETTINGS
     return SUBSCRIPTION_SETTINGS
+
+
+Description: TypeAlias = QueueSettings | TopicSettings | SubscriptionSettings
+_S = TypeVar("_S", QueueSpec, TopicSpec, SubscriptionSpec)
+
+
+def description_of(spec: EntitySpec) -> Description:
+    """What Service Bus stores once ``spec`` is created: its settings, Service Bus's defaults
+    for the rest."""
+    given = {s.attr: getattr(spec, s.attr) for s in settings_of(spec)}
+    given = {attr: value for attr, value in given.items() if value is not None}
+    if isinstance(spec, QueueSpec):
+        return QueueSettings(name=spec.name, **given)
+    if isinstance(spec, TopicSpec):
+        return TopicSettings(name=spec.name, **given)
+    return SubscriptionSettings(topic_name="", name=spec.name, **given)
+
+
+def described(spec: _S) -> _S:
+    """``spec`` with every managed setting it leaves ``None`` set to Service Bus's default (a
+    duration default of ``None`` stays: it means "never"): the spec a namespace reports for an
+    entity created from ``spec``."""
+    description = description_of(spec)
+    return replace(spec, **{s.attr: getattr(description, s.attr) for s in settings_of(spec)})
+
+
+def spec_of(description: Description) -> EntitySpec:
+    """The managed settings of a description, as a spec."""
+    if isinstance(description, QueueSettings):
+        kind: EntitySpec = QueueSpec(name=description.name)
+    elif isinstance(description, TopicSettings):
+        kind = TopicSpec(name=description.name)
+    else:
+        kind = SubscriptionSpec(name=description.name)
+    return replace(kind, **{s.attr: getattr(description, s.attr) for s in settings_of(kind)})
 
 
 def subscription_path(topic: str, subscription: str) -> str:
