@@ -200,6 +200,18 @@ class Replicas:
     def seen(self) -> list[CronTick]:
         return [tick for host in self.hosts for tick in recording(host).seen]
 
+    def handled(self) -> dict[datetime, datetime]:
+        """When each tick's handling began, by its fire time (the earliest replica's)."""
+        out: dict[datetime, datetime] = {}
+        for tick in self.seen():
+            for host in self.hosts:
+                began = recording(host).handled.get(tick.message_id)
+                if began is not None and (
+                    tick.fire_time not in out or began[0] < out[tick.fire_time]
+                ):
+                    out[tick.fire_time] = began[0]
+        return out
+
     def lags(self) -> list[float]:
         return [lag for host in self.hosts for lag in host.cron.lags]
 
@@ -293,6 +305,29 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def unexplained_skips(
+    times: list[datetime], handled: dict[datetime, datetime], period: float = 1.0
+) -> list[tuple[datetime, datetime]]:
+    """The gaps between consecutive fire times that the missed-fire policy does not explain.
+
+    A fire time is skipped on purpose only when its tick was handled a period or more after it
+    (the machine was that slow): the hub then fires the latest missed time instead (fireOnce) and
+    chains on from now. Any other gap is a lost fire.
+    """
+    unexplained = []
+    for earlier, later in itertools.pairwise(times):
+        if (later - earlier).total_seconds() <= period:
+            continue
+        late = [
+            t
+            for t, began in handled.items()
+            if earlier < t < later and (began - t).total_seconds() >= period
+        ]
+        if not late:
+            unexplained.append((earlier, later))
+    return unexplained
+
+
 async def sleep_until(moment: datetime) -> None:
     await asyncio.sleep(max(0.0, (moment - now()).total_seconds()))
 
@@ -328,9 +363,8 @@ async def exactly_once_per_second(
         LAGS.setdefault(record, []).extend(group.lags())
     times = await fired(store, flow_id)
     assert len(times) == len(set(times)), f"a fire time started two runs: {times}"
-    assert gaps(times) == [1.0] * (len(times) - 1), f"a fire time was skipped: {times}"
-    window = [t for t in times if times[0] <= t < times[0] + timedelta(seconds=10)]
-    assert len(window) == 10
+    assert unexplained_skips(times, group.handled()) == [], f"a fire time was skipped: {times}"
+    assert len(times) >= 10
     assert await ledger(store, flow_id) == times
     assert a.cron.fired + b.cron.fired == len(times)
 

@@ -3,11 +3,12 @@ apply, idempotence, drift, extras, conflicts, errors, and the CLI with its exit 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from azure.servicebus.management import (
     TrueRuleFilter,
 )
 
+from floworch.cli.main import run_cli
 from floworch.emulator import ServiceBusEmulator
 from floworch.engine.flows import FlowRegistry
 from floworch.model import load_flows_from_path
@@ -232,20 +234,34 @@ def test_apply_to_connection_uses_the_runtimes_entity_names(
 # --- the CLI, as a process (exit codes are part of the contract) -------------------------------
 
 
-def floworch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWORCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "floworch", "topology", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_cli_plan_apply_plan_exit_codes(emulator: ServiceBusEmulator, tmp_path: Path) -> None:
+@pytest.fixture
+def floworch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Ran]:
+    """Runs ``floworch topology ARGS`` as the ``floworch`` script does (run_cli: exit code,
+    one-line errors), in this process: a subprocess costs seconds of start-up each, and
+    tests/acceptance/test_emulator_cli.py runs ``topology plan`` as a real process."""
+    for name in [k for k in os.environ if k.startswith("FLOWORCH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> Ran:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run_cli(["topology", *args])
+        return Ran(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+def test_cli_plan_apply_plan_exit_codes(
+    emulator: ServiceBusEmulator, tmp_path: Path, floworch: Callable[..., Ran]
+) -> None:
     flows = tmp_path / "flows"
     flows.mkdir()
     for path in EXAMPLES:
@@ -259,18 +275,18 @@ def test_cli_plan_apply_plan_exit_codes(emulator: ServiceBusEmulator, tmp_path: 
         str(emulator.ca_file),
     ]
 
-    before = floworch("plan", *target, cwd=tmp_path)
+    before = floworch("plan", *target)
     assert before.returncode == 2, before.stderr
     assert "+ create topic flow-steps" in before.stdout
     assert "Plan: 8 to create, 5 rules to add, 5 rules to remove." in before.stdout
     assert "1 send + 1 receive + 1 complete + 2 filter evaluations" in before.stdout
 
-    applied = floworch("apply", *target, cwd=tmp_path)
+    applied = floworch("apply", *target)
     assert applied.returncode == 0, applied.stderr
     assert "create queue flow-cron" in applied.stdout
     assert "Applied to sb://127.0.0.1" in applied.stdout
 
-    after = floworch("plan", *target, "--json", cwd=tmp_path)
+    after = floworch("plan", *target, "--json")
     assert after.returncode == 0, after.stderr
     data = json.loads(after.stdout)
     assert (data["pending"], data["changes"]) == (False, [])
@@ -278,13 +294,13 @@ def test_cli_plan_apply_plan_exit_codes(emulator: ServiceBusEmulator, tmp_path: 
 
 
 def test_cli_plan_errors_exit_1_so_that_2_only_means_pending(
-    emulator: ServiceBusEmulator, tmp_path: Path
+    emulator: ServiceBusEmulator, floworch: Callable[..., Ran]
 ) -> None:
-    no_flows = floworch("plan", "--connection", emulator.management_connection_string, cwd=tmp_path)
+    no_flows = floworch("plan", "--connection", emulator.management_connection_string)
     assert no_flows.returncode == 1
     assert "--flows PATH or FLOWORCH_FLOWS" in no_flows.stderr
 
-    bad_option = floworch("plan", "--no-such-option", cwd=tmp_path)
+    bad_option = floworch("plan", "--no-such-option")
     assert bad_option.returncode == 1
 
     untrusted = floworch(
@@ -293,7 +309,6 @@ def test_cli_plan_errors_exit_1_so_that_2_only_means_pending(
         str(EXAMPLES[0]),
         "--connection",
         emulator.management_connection_string,
-        cwd=tmp_path,
     )  # no --ca-file: the emulator's certificate is not trusted
     assert untrusted.returncode == 1
     assert "error: cannot list topics in sb://127.0.0.1" in untrusted.stderr
