@@ -4,12 +4,20 @@ Tests that need a service skip locally when it is absent and fail under ``CI=tru
 exception is SQL Server (there is none on this machine), whose contract class skips everywhere.
 The line makes every skip visible in CI output, e.g.
 ``skipped 9 test(s): 9 x FLOWORCH_TEST_MSSQL_URL is not set (no SQL Server to test against)``.
+
+Property tests run without a hypothesis deadline: the default 200 ms per example is an upper
+bound on elapsed time, which fails under load (``tests/unit/test_hypothesis_settings.py``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
+
+from hypothesis import settings
+
+settings.register_profile("floworch", deadline=None)
+settings.load_profile("floworch")
 
 
 def _reason(report: Any) -> str:

@@ -102,7 +102,7 @@ _CHECKS = [
 _KEYLIKE = st.text(alphabet=st.sampled_from("aZ09_-./:\n\r\t\x00 é\u2028"), max_size=12) | st.text()
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(text=_KEYLIKE, repeat=st.integers(min_value=1, max_value=60))
 def test_a_key_is_valid_exactly_when_its_json_schema_pattern_and_length_say_so(
     text: str, repeat: int
@@ -113,7 +113,7 @@ def test_a_key_is_valid_exactly_when_its_json_schema_pattern_and_length_say_so(
         assert (problem(value) is None) is expected, (problem.__name__, value)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(text=st.text())
 def test_a_valid_name_never_holds_control_characters(text: str) -> None:
     for problem in (
@@ -129,7 +129,7 @@ def test_a_valid_name_never_holds_control_characters(text: str) -> None:
             assert len(text) <= 100
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     keys=st.lists(
         st.from_regex(rf"\A{limits.STEP_KEY_PATTERN}\Z").filter(
@@ -151,7 +151,7 @@ def test_every_instance_key_the_engine_can_build_is_within_the_computed_length(
     assert len(built) <= limits.instance_key_length(keys)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(seconds=st.floats(min_value=0, max_value=limits.MAX_DURATION_SECONDS))
 def test_any_allowed_duration_can_be_added_to_any_time_before_year_9998(seconds: float) -> None:
     assert limits.duration_problem(seconds) is None

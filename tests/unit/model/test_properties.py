@@ -67,19 +67,19 @@ def _check(data: object) -> None:
     FlowDefinition.from_manifest(manifest)  # a valid manifest always compiles
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_like)
 def test_arbitrary_json_like_values(data: object) -> None:
     _check(data)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_examples)
 def test_mutated_examples(data: dict[str, Any]) -> None:
     _check(data)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(), st.text(alphabet="{}[]:,\"'-@ \n\tab1&*!|>", max_size=60)))
 def test_arbitrary_text(text: str) -> None:
     try:
