@@ -47,6 +47,9 @@ WEBHOOK_SLUG_MAX_LENGTH = 200
 """Webhook URL path segments (``webhook_rejections.slug``)."""
 WEBHOOK_DELIVERY_ID_MAX_LENGTH = 200
 """A webhook delivery's id, kept to refuse replays (``webhook_deliveries.delivery_id``)."""
+WEBHOOK_SENDER_DELIVERY_ID_MAX_LENGTH = 150
+"""A delivery id a webhook sender gives in its delivery id header: ``webhook:<id>`` becomes the
+run's idempotency key, so it must fit :data:`IDEMPOTENCY_KEY_MAX_LENGTH` with room to spare."""
 WEBHOOK_REJECTION_REASON_MAX_LENGTH = 40
 """Why a webhook request was refused, a short code chosen by floworch."""
 QUEUE_NAME_MAX_LENGTH = 260
@@ -192,6 +195,11 @@ def signal_name_problem(value: object) -> str | None:
 def idempotency_key_problem(value: object) -> str | None:
     """Why ``value`` is not a valid idempotency key, or None."""
     return _printable_text_problem(value, "idempotency key", IDEMPOTENCY_KEY_MAX_LENGTH)
+
+
+def webhook_delivery_id_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid delivery id from a webhook sender, or None."""
+    return _printable_text_problem(value, "delivery id", WEBHOOK_SENDER_DELIVERY_ID_MAX_LENGTH)
 
 
 def _printable_text_problem(value: object, what: str, max_length: int) -> str | None:

@@ -24,6 +24,7 @@ from floworch.errors import (
     FlowError,
     FlowNotFoundError,
     FlowValidationError,
+    InvalidInputError,
     InvalidOperationError,
     RunNotFoundError,
     StepNotFoundError,
@@ -147,6 +148,8 @@ def _flow_error_status(exc: FlowError) -> tuple[int, str]:
         return 409, "invalid-operation"
     if isinstance(exc, FlowValidationError):
         return 422, "invalid-input"
+    if isinstance(exc, InvalidInputError):
+        return 400, "invalid-value"
     if isinstance(exc, StorageError):
         return 503, "storage-unavailable"
     if isinstance(exc, TransportError):

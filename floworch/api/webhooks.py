@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from floworch import limits
 from floworch.model import FlowDefinition
 from floworch.model.triggers import WebhookTrigger
 from floworch.storage.api_records import RejectionReason
@@ -170,11 +171,12 @@ def delivery_id(trigger: WebhookTrigger, headers: Mapping[str, str], signature: 
     if trigger.delivery_id_header is not None:
         given = headers.get(trigger.delivery_id_header.lower(), "").strip()
         if given:
-            if len(given) > 150:
+            problem = limits.webhook_delivery_id_problem(given)
+            if problem is not None:
                 raise Refusal(
                     RejectionReason.BAD_BODY,
                     400,
-                    f"the {trigger.delivery_id_header} header is longer than 150 characters",
+                    f"the {trigger.delivery_id_header} header: {problem}",
                 )
             return given
     return "sig-" + hashlib.sha256(signature.encode()).hexdigest()[:40]

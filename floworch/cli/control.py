@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from floworch.cli.failures import ExitCode
-from floworch.cli.inputs import parse_json_option
+from floworch.cli.inputs import check_signal_name, parse_json_option
 from floworch.cli.local import handlers_option
 from floworch.cli.session import Session, db_option, queued_note, run_session
 
@@ -122,7 +122,7 @@ def _note(session: Session, run_id: str) -> None:
 
 @click.command("signal")
 @click.argument("run_id")
-@click.argument("name")
+@click.argument("name", callback=check_signal_name)
 @click.option("--payload", help="Signal payload: JSON text or @file.json.")
 @click.option(
     "--force",

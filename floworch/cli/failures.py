@@ -6,7 +6,7 @@ The rule (also in docs/cli.md):
 * 1: it could not: a run ended Failed, Cancelled or TimedOut, a wait timed out, or the run or
   step was not in a state the operation applies to (cancelling a finished run).
 * 2: invalid input: a bad option or argument, an invalid manifest or body, an unknown flow,
-  trigger, run or step.
+  trigger, run or step, a value beyond :mod:`floworch.limits` (``InvalidInputError``).
 * 3: infrastructure unavailable: the database or Service Bus could not be reached; the same
   command may succeed later.
 * 130: interrupted (Ctrl-C).
@@ -28,6 +28,7 @@ from floworch.errors import (
     FlowNotFoundError,
     FlowValidationError,
     HandlerNotFoundError,
+    InvalidInputError,
     InvalidOperationError,
     RunNotFoundError,
     StepNotFoundError,
@@ -54,6 +55,7 @@ _INPUT_ERRORS: tuple[type[FlowError], ...] = (
     RunNotFoundError,
     StepNotFoundError,
     HandlerNotFoundError,
+    InvalidInputError,
 )
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+
+from floworch import limits
 
 
 def _refuse_constant(name: str) -> Any:
@@ -43,6 +46,26 @@ def parse_json_option(value: str | None, option: str) -> Any:
         raise click.BadParameter("not valid JSON: nested too deeply", param_hint=option) from None
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint=option) from exc
+
+
+def check_idempotency_key(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    """Click callback of ``--idempotency-key``: refuses a key beyond :mod:`floworch.limits`
+    before anything is stored or sent (with ``--servicebus`` the worker would dead-letter it)."""
+    return _within_limits(value, limits.idempotency_key_problem)
+
+
+def check_signal_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback of a signal NAME: refuses a name beyond :mod:`floworch.limits`."""
+    return _within_limits(value, limits.signal_name_problem)
+
+
+def _within_limits(value: str | None, problem_of: Callable[[object], str | None]) -> str | None:
+    problem = None if value is None else problem_of(value)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return value
 
 
 def parse_body(value: str | None) -> Any:

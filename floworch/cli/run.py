@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from floworch.cli.failures import ExitCode, mask_secrets
-from floworch.cli.inputs import dump_json, parse_body, parse_headers
+from floworch.cli.inputs import check_idempotency_key, dump_json, parse_body, parse_headers
 from floworch.cli.loading import check_handlers, load_flows, pick_flow
 from floworch.cli.logs import configure_logging, log_format_option, log_level_option
 from floworch.cli.render import failure_lines, run_to_json, summary
@@ -48,7 +48,11 @@ def exit_code_of(status: str) -> ExitCode:
 @click.option("--trigger", help="Trigger key (default: the flow's Manual trigger).")
 @click.option("--body", help="Trigger body: JSON text or @file.json.")
 @click.option("--header", "header", multiple=True, help="Trigger header K=V (repeatable).")
-@click.option("--idempotency-key", help="A repeat with the same key returns the first run.")
+@click.option(
+    "--idempotency-key",
+    callback=check_idempotency_key,
+    help="A repeat with the same key returns the first run.",
+)
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the finished run as JSON.")
 @click.option(

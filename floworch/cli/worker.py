@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from floworch.cli.failures import mask_secrets
-from floworch.cli.inputs import parse_body
+from floworch.cli.inputs import check_idempotency_key, parse_body
 from floworch.cli.loading import load_project, registry_of
 from floworch.cli.logs import log_format_option
 from floworch.cli.settings import Settings
@@ -424,7 +424,11 @@ def _apply_topology(
 @click.argument("flow_id")
 @click.option("--body", help="Trigger body: JSON text, or @file.json.")
 @click.option("--trigger", "trigger_key", help="The manifest trigger to start through.")
-@click.option("--idempotency-key", help="Starts at most one run per key (default: a new key).")
+@click.option(
+    "--idempotency-key",
+    callback=check_idempotency_key,
+    help="Starts at most one run per key (default: a new key).",
+)
 @click.option(
     "--servicebus",
     is_flag=True,

@@ -43,6 +43,11 @@ BAD_INVOCATIONS: list[tuple[tuple[str, ...], int, str]] = [
     (("retry", "nosuchrun", "step"), 2, "no run with id 'nosuchrun'"),
     (("rerun", "nosuchrun"), 2, "no run with id 'nosuchrun'"),
     (("trigger", "nosuchflow"), 2, "no flow with id 'nosuchflow'"),
+    # values beyond floworch.limits are refused before anything is stored or sent
+    (("run", HELLO, "--idempotency-key", "k" * 201), 2, "idempotency key is 201 characters"),
+    (("trigger", "hello", "--idempotency-key", "a\x00b"), 2, "idempotency key 'a\\x00b'"),
+    (("trigger", "hello", "--servicebus", "--idempotency-key", "o\t1"), 2, "key 'o\\t1'"),
+    (("signal", "nosuchrun", "go\n"), 2, "signal name 'go\\n' contains '\\n'"),
     (("trigger", "hello", "--servicebus", "--connection", "garbage"), 2, "--connection"),
     (("trigger", "hello", "--servicebus", "--connection", SB_KEY + ";Endpoint=x"), 2, "***"),
     (("worker", HELLO, "--connection", "garbage"), 2, "not a Service Bus connection string"),

@@ -254,6 +254,23 @@ async def test_strict_bodies_and_limits(api: Api) -> None:
     assert (await c.get("/api/runs")).json()["total"] == 0
 
 
+async def test_values_beyond_the_limits_are_400_problems(memory_api: Api) -> None:
+    """The engine refuses run-time values that break floworch.limits (InvalidInputError); the
+    API answers 400 with a problem naming the value, and nothing is started or delivered."""
+    c = memory_api.client
+    started = await c.post("/api/flows/orders/runs", json={"orderId": 1})
+    run_id = started.json()["runId"]
+    for name in ("a%09b", "a%0Ab", "a%7Fb"):
+        body = _problem(await c.post(f"/api/runs/{run_id}/signals/{name}", json={}), 400)
+        assert body["type"] == "urn:floworch:problem:invalid-value", body
+        assert body["detail"].startswith("signal name ") and "only printable" in body["detail"]
+    key = {"Idempotency-Key": "order\t1"}
+    body = _problem(await c.post("/api/flows/orders/runs", json={}, headers=key), 400)
+    assert body["type"] == "urn:floworch:problem:invalid-value"
+    assert body["detail"].startswith("idempotency key 'order\\t1' contains")
+    assert (await c.get("/api/runs")).json()["total"] == 1
+
+
 async def test_errors_are_problem_documents(memory_api: Api) -> None:
     c = memory_api.client
     _problem(await c.get("/api/nope"), 404)

@@ -96,6 +96,18 @@ async def test_bad_deliveries_are_refused_and_logged(api: Api) -> None:
     assert accepted.status_code == 202
 
 
+async def test_a_delivery_id_beyond_the_limits_is_refused_and_logged(memory_api: Api) -> None:
+    """A delivery id becomes the run's idempotency key ``webhook:<id>``: one with a control
+    character (a tab is legal in an HTTP header) must be a logged refusal, not an error that
+    skips the rejection log."""
+    body = b'{"orderId": 3}'
+    refused = await _refused(
+        memory_api, 400, "BadBody", content=body, headers=_headers(body, delivery="d\t1")
+    )
+    assert refused["detail"].startswith("the X-Floworch-Delivery header: delivery id "), refused
+    assert "only printable" in refused["detail"]
+
+
 async def test_a_replay_without_a_delivery_id_is_caught_by_its_signature(api: Api) -> None:
     body = b'{"x": 1}'
     headers = _headers(body, delivery=None)

@@ -13,6 +13,7 @@ from floworch.cli.inputs import dump_json, parse_json_option
 from floworch.cli.render import handled_failures, status_text
 from floworch.errors import (
     FlowValidationError,
+    InvalidInputError,
     InvalidOperationError,
     RunNotFoundError,
     StorageError,
@@ -42,6 +43,7 @@ def test_exit_codes() -> None:
     assert exit_code_for(click.UsageError("x")) == ExitCode.USAGE
     assert exit_code_for(FlowValidationError([ValidationIssue("a", "b")])) == ExitCode.USAGE
     assert exit_code_for(RunNotFoundError("r")) == ExitCode.USAGE
+    assert exit_code_for(InvalidInputError("signal name", "too long")) == ExitCode.USAGE
     assert exit_code_for(StorageUnavailableError("down")) == ExitCode.UNAVAILABLE
     assert exit_code_for(TransportError("down")) == ExitCode.UNAVAILABLE
     assert exit_code_for(InvalidOperationError("no")) == ExitCode.FAILED
