@@ -52,6 +52,9 @@ WEBHOOK_SENDER_DELIVERY_ID_MAX_LENGTH = 150
 run's idempotency key, so it must fit :data:`IDEMPOTENCY_KEY_MAX_LENGTH` with room to spare."""
 WEBHOOK_REJECTION_REASON_MAX_LENGTH = 40
 """Why a webhook request was refused, a short code chosen by floworch."""
+HTTP_HEADER_NAME_MAX_LENGTH = 100
+"""Header names a manifest gives (a Webhook's ``signatureHeader``, ``timestampHeader``,
+``deliveryIdHeader``)."""
 QUEUE_NAME_MAX_LENGTH = 260
 """Service Bus queue names (Service Bus allows 260 characters)."""
 STATUS_MAX_LENGTH = 20
@@ -65,10 +68,14 @@ STEP_KEY_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 """Step keys: no dots, since instance keys of ForEach bodies join keys with dots."""
 QUEUE_NAME_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._/-]*[A-Za-z0-9])?"
 """Service Bus queue names: letters, digits, ``._-/``; a letter or digit first and last."""
+HTTP_HEADER_NAME_PATTERN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+"""An HTTP field name: an RFC 9110 token (ASCII letters, digits and ``!#$%&'*+-.^_`|~``; no
+space, colon, newline or other control character)."""
 
 _ID = re.compile(ID_PATTERN)
 _STEP_KEY = re.compile(STEP_KEY_PATTERN)
 _QUEUE_NAME = re.compile(QUEUE_NAME_PATTERN)
+_HTTP_HEADER_NAME = re.compile(HTTP_HEADER_NAME_PATTERN)
 _ID_RULE = "must start with a letter or digit and contain only letters, digits, '-', '_' and '.'"
 
 # --- ForEach ------------------------------------------------------------------------------------
@@ -216,6 +223,17 @@ def queue_name_problem(value: object) -> str | None:
         problem = (
             f"queue name {_short(value)} must contain only letters, digits, '.', '-', '_' and "
             "'/', and start and end with a letter or digit"
+        )
+    return problem
+
+
+def header_name_problem(value: object) -> str | None:
+    """Why ``value`` is not a valid HTTP header name, or None."""
+    problem = _text_problem(value, "header name", HTTP_HEADER_NAME_MAX_LENGTH)
+    if problem is None and isinstance(value, str) and not _HTTP_HEADER_NAME.fullmatch(value):
+        problem = (
+            f"header name {_short(value)} must be an HTTP header name: ASCII letters, digits "
+            "and !#$%&'*+-.^_`|~ only (no spaces, colons or control characters)"
         )
     return problem
 

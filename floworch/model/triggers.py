@@ -14,6 +14,7 @@ from floworch import limits
 
 SLUG_PATTERN = rf"^{limits.ID_PATTERN}$"
 """Flow ids and webhook slugs (pydantic's regex engine matches ``$`` only at the very end)."""
+_HEADER_NAME_PATTERN = rf"^{limits.HTTP_HEADER_NAME_PATTERN}$"
 
 
 class ManifestModel(BaseModel):
@@ -146,7 +147,8 @@ class WebhookTrigger(ManifestModel):
     signature_header: str = Field(
         default="X-Floworch-Signature",
         min_length=1,
-        max_length=100,
+        max_length=limits.HTTP_HEADER_NAME_MAX_LENGTH,
+        pattern=_HEADER_NAME_PATTERN,
         description="Header carrying the signature.",
     )
     signature_format: Literal["hex", "base64", "stripe"] = Field(
@@ -157,7 +159,8 @@ class WebhookTrigger(ManifestModel):
     timestamp_header: str | None = Field(
         default="X-Floworch-Timestamp",
         min_length=1,
-        max_length=100,
+        max_length=limits.HTTP_HEADER_NAME_MAX_LENGTH,
+        pattern=_HEADER_NAME_PATTERN,
         description="Header carrying the delivery's Unix time; the signature then covers "
         "'<timestamp>.<body>'. null: no timestamp (the signature covers the body; replays are "
         "caught by delivery id only).",
@@ -171,7 +174,8 @@ class WebhookTrigger(ManifestModel):
     delivery_id_header: str | None = Field(
         default="X-Floworch-Delivery",
         min_length=1,
-        max_length=100,
+        max_length=limits.HTTP_HEADER_NAME_MAX_LENGTH,
+        pattern=_HEADER_NAME_PATTERN,
         description="Header with the sender's unique delivery id (a repeat starts no second "
         "run); without one the signature identifies the delivery.",
     )
@@ -187,6 +191,15 @@ class WebhookTrigger(ManifestModel):
         default=None, gt=0, description="Reject requests above this rate (per host and slug)."
     )
     description: str | None = Field(default=None, description="What this trigger is for.")
+
+    @field_validator("signature_header", "timestamp_header", "delivery_id_header", mode="before")
+    @classmethod
+    def _check_header_name(cls, value: object) -> object:
+        # Checked here so the message names the rule; the Field bounds feed the JSON Schema.
+        problem = limits.header_name_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("secret")
     @classmethod

@@ -98,6 +98,11 @@ _CHECKS = [
     (limits.flow_id_problem, limits.ID_PATTERN, limits.FLOW_ID_MAX_LENGTH),
     (limits.webhook_slug_problem, limits.ID_PATTERN, limits.WEBHOOK_SLUG_MAX_LENGTH),
     (limits.queue_name_problem, limits.QUEUE_NAME_PATTERN, limits.QUEUE_NAME_MAX_LENGTH),
+    (
+        limits.header_name_problem,
+        limits.HTTP_HEADER_NAME_PATTERN,
+        limits.HTTP_HEADER_NAME_MAX_LENGTH,
+    ),
 ]
 _KEYLIKE = st.text(alphabet=st.sampled_from("aZ09_-./:\n\r\t\x00 é\u2028"), max_size=12) | st.text()
 
@@ -123,10 +128,12 @@ def test_a_valid_name_never_holds_control_characters(text: str) -> None:
         limits.step_type_problem,
         limits.step_key_problem,
         limits.trigger_key_problem,
+        limits.header_name_problem,
+        limits.webhook_delivery_id_problem,
     ):
         if problem(text) is None:
             assert text and text.isprintable() and "\x00" not in text and "\n" not in text
-            assert len(text) <= 100
+            assert len(text) <= 150
 
 
 @settings(max_examples=200, deadline=None)

@@ -100,6 +100,29 @@ def test_trigger_names_ending_in_a_newline_are_refused(trigger: dict[str, Any], 
     assert issue.path == f"triggers.t.{field}"
 
 
+_HEADER_FIELDS = ["signatureHeader", "timestampHeader", "deliveryIdHeader"]
+
+
+@pytest.mark.parametrize("field", _HEADER_FIELDS)
+@pytest.mark.parametrize(
+    "name", ["X-Sig\n", "X-Sig\r\nX-Other: 1", "X\x00Sig", "X Sig", "X-Sig:", "\tX", "X-Sé"]
+)
+def test_webhook_header_names_must_be_http_tokens(field: str, name: str) -> None:
+    hook = {"type": "Webhook", "slug": "s", "secretFrom": {"env": "S"}, field: name}
+    issue = only_issue(flow(triggers={"h": hook}))
+    assert issue.path == f"triggers.h.{field}"
+    assert "must be an HTTP header name" in issue.message, issue.message
+
+
+@pytest.mark.parametrize("field", _HEADER_FIELDS)
+def test_ordinary_webhook_header_names_pass(field: str) -> None:
+    for name in ("X-Hub-Signature-256", "Stripe-Signature", "x_custom.header~1", "H" * 100):
+        hook = {"type": "Webhook", "slug": "s", "secretFrom": {"env": "S"}, field: name}
+        assert validate_manifest(flow(triggers={"h": hook}))
+    hook = {"type": "Webhook", "slug": "s", "secretFrom": {"env": "S"}, field: "H" * 101}
+    assert "the limit is 100" in only_issue(flow(triggers={"h": hook})).message
+
+
 @pytest.mark.parametrize("version", ["1\n", "1\x00", "\t1"])
 def test_versions_with_control_characters_are_refused(version: str) -> None:
     issue = only_issue(flow(version=version))
