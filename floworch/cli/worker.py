@@ -309,9 +309,12 @@ def worker_command(
         health_port=health_port,
         api_auth=api_auth,
     )
+    from floworch.hosting.runner import run_main
+
     telemetry = start_telemetry(os.environ, service_name="floworch-worker")
     try:
-        code = asyncio.run(
+        # Not asyncio.run: it would wait for ever for a handler that ignores cancellation.
+        code = run_main(
             _run_worker(
                 targets,
                 handlers,

@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import functools
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -73,6 +73,16 @@ class AbandonedHandler:
         )
 
 
+def abandoned_line(left: Sequence[AbandonedHandler]) -> str:
+    """The one log line a host writes when it stops with handlers that ignored cancellation."""
+    shown = "; ".join(str(handler) for handler in left[:3])
+    more = f"; and {len(left) - 3} more" if len(left) > 3 else ""
+    return (
+        f"abandoned {len(left)} handler(s) that ignored cancellation (fix the handler to "
+        f"return on ctx.cancellation): {shown}{more}"
+    )
+
+
 _Watched = Future[Any] | asyncio.Future[Any]
 
 
@@ -94,8 +104,21 @@ async def _guarded(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> 
         raise _Escaped(exc) from exc  # the handler raised it on its own
     except Exception:
         raise
-    except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit, ...
+    except GeneratorExit as exc:
+        if not _in_a_running_task():
+            # The coroutine itself is being closed: a handler abandoned at exit is destroyed
+            # with its loop. Wrapping it would print "Exception ignored in: ..." at exit.
+            raise
+        raise _Escaped(exc) from exc  # the handler raised it on its own
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt, ...
         raise _Escaped(exc) from exc
+
+
+def _in_a_running_task() -> bool:
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:  # no running event loop
+        return False
 
 
 class HandlerExecutor:

@@ -18,7 +18,7 @@ from typing import Any
 
 from floworch.engine.consumer import RetryPolicy, StepConsumer
 from floworch.engine.engine import Engine
-from floworch.engine.executor import AbandonedHandler
+from floworch.engine.executor import abandoned_line
 from floworch.engine.flows import FlowRegistry
 from floworch.engine.handlers import HandlerRegistry
 from floworch.engine.ports import Clock, Dispatcher, SystemClock
@@ -153,7 +153,7 @@ class EmbeddedHost:
         await self.dispatcher.stop()
         left = await self.engine.core.executor.wait_abandoned(self.settings.handler_grace)
         if left:
-            log.warning(_abandoned_line(left))
+            log.warning(abandoned_line(left))
 
     async def __aenter__(self) -> EmbeddedHost:
         await self.start()
@@ -249,12 +249,3 @@ class EmbeddedHost:
         """Triggers a run and returns its id (None for a disabled flow)."""
         result = await self.engine.trigger(flow_id, trigger_key, body, headers, idempotency_key)
         return result.run_id
-
-
-def _abandoned_line(left: list[AbandonedHandler]) -> str:
-    shown = "; ".join(str(handler) for handler in left[:3])
-    more = f"; and {len(left) - 3} more" if len(left) > 3 else ""
-    return (
-        f"abandoned {len(left)} handler(s) that ignored cancellation (their steps already "
-        f"ended; fix the handler to return on ctx.cancellation): {shown}{more}"
-    )

@@ -20,6 +20,7 @@ from typing import Any
 
 from floworch.api import ApiOptions, AuthConfig, Readiness, create_app
 from floworch.engine.engine import Engine, verify_handlers
+from floworch.engine.executor import abandoned_line
 from floworch.engine.flows import FlowRegistry
 from floworch.engine.handlers import HandlerRegistry, default_registry
 from floworch.engine.ports import Clock, Dispatcher, SystemClock
@@ -50,6 +51,8 @@ class WorkerSettings:
     Attributes:
         servicebus: entity names, concurrency, prefetch, lock renewal.
         grace: seconds in-flight steps get to finish on shutdown before being abandoned.
+        handler_grace: then, how long handlers that ignored the cancellation get to return
+            before they are left behind (logged in one line; the process can exit).
         tick: how often the reconciler and the cron chain check run.
         refresh: how often flow enablement (and the flow source) is re-read.
         reconciler: reconciler thresholds.
@@ -65,6 +68,7 @@ class WorkerSettings:
 
     servicebus: ServiceBusSettings = field(default_factory=ServiceBusSettings)
     grace: float = 30.0
+    handler_grace: timedelta = timedelta(seconds=1)
     tick: timedelta = timedelta(seconds=2)
     refresh: timedelta = timedelta(seconds=3)
     reconciler: ReconcilerSettings = field(
@@ -201,7 +205,9 @@ class WorkerHost:
         await asyncio.gather(*(p.wait_receiving(timeout) for p in pumps))
 
     async def stop(self) -> None:
-        """Stops receiving, gives in-flight steps the grace period, abandons the rest, closes."""
+        """Stops receiving, gives in-flight steps the grace period, abandons the rest (Service
+        Bus redelivers their messages), closes. Handlers that ignore the cancellation are left
+        behind after ``handler_grace``, with one line saying so."""
         self._stopping.set()
         self._started = False
         if self._loop_task is not None:
@@ -212,6 +218,9 @@ class WorkerHost:
         pumps = [*self.step_pumps.values(), *self.queue_pumps.values()]
         self.step_pumps, self.queue_pumps = {}, {}
         await asyncio.gather(*(p.stop(self.settings.grace) for p in pumps))
+        left = await self.engine.core.executor.wait_abandoned(self.settings.handler_grace)
+        if left:
+            log.warning(abandoned_line(left))
         await self.cron.close()
         await self.sb_dispatcher.close()
         await self._handle.close()

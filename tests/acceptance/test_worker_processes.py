@@ -44,7 +44,9 @@ pytestmark = pytest.mark.slow  # real worker processes: tens of seconds each
 ORDER = "order-fulfilment"
 
 # Appends "<pid> <run id> <step key>" to calls.txt beside it for every handler call. "Slow"
-# sleeps SLOW_FIRST seconds on the first call it ever gets, SLOW_LATER after that.
+# sleeps SLOW_FIRST seconds on the first call it ever gets, SLOW_LATER after that. "Held" waits
+# until the test creates the file "release" beside it (state, not a sleep, decides when it
+# returns). "Stubborn" never returns and ignores cancellation.
 HANDLERS = textwrap.dedent("""
     import asyncio
     import os
@@ -53,6 +55,7 @@ HANDLERS = textwrap.dedent("""
     import floworch
 
     CALLS = Path(__file__).with_name("calls.txt")
+    RELEASE = Path(__file__).with_name("release")
     SLOW_FIRST = float(Path(__file__).with_name("slow_first").read_text())
     SLOW_LATER = 0.1
 
@@ -75,16 +78,36 @@ HANDLERS = textwrap.dedent("""
     async def quick(ctx, inputs):
         record(ctx)
         return {"pid": os.getpid(), "inputs": inputs}
+
+
+    @floworch.handler("Held")
+    async def held(ctx, inputs):
+        record(ctx)
+        for _ in range(2400):  # two minutes at most, so a failed test cannot hang a worker
+            if RELEASE.exists():
+                break
+            await asyncio.sleep(0.05)
+        return {"pid": os.getpid(), "released": RELEASE.exists()}
+
+
+    @floworch.handler("Stubborn")
+    async def stubborn(ctx, inputs):
+        record(ctx)
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass  # a badly written handler: it ignores cancellation
 """)
 
 
-def tiny_flow(directory: Path, flow_id: str, *, slow_first: float) -> Path:
-    """``slow`` (a Slow handler) then ``after`` (Quick)."""
+def tiny_flow(directory: Path, flow_id: str, *, slow_first: float, first: str = "Slow") -> Path:
+    """``slow`` (a Slow handler, or ``first``) then ``after`` (Quick)."""
     path = write_flow(
         directory,
         flow_id,
         {
-            "slow": {"type": "Slow"},
+            "slow": {"type": first},
             "after": {
                 "type": "Quick",
                 "inputs": "@steps('slow').output",
@@ -319,25 +342,34 @@ async def test_sigterm_finishes_the_step_in_flight_and_exits_0(
     tmp_path: Path, emulator: ServiceBusEmulator, pg: PgSchema, store: Store
 ) -> None:
     flow_dir = tmp_path / "flows"
-    flow = tiny_flow(flow_dir, "graceful", slow_first=2)
+    flow = tiny_flow(flow_dir, "graceful", slow_first=0, first="Held")
     entities = declare_entities(emulator, ["graceful"], lock_seconds=5)
     cluster = cluster_for(tmp_path, emulator, entities, pg)
     try:
-        first = cluster.start_worker(flow, grace=10)
+        first = cluster.start_worker(flow, grace=60)
         await first.wait_ready()
         run_id = await cluster.cli_ok("trigger", "graceful")
 
         async def started() -> bool:
             return bool(calls(flow_dir))
 
-        await eventually(started, timeout=30, what="the slow handler started", detail=cluster.logs)
+        await eventually(started, timeout=30, what="the held handler started", detail=cluster.logs)
         stopped_at = datetime.now(UTC)
         first.proc.send_signal(signal.SIGTERM)
-        assert await first.wait_exit(30) == 0, first.log()
+
+        async def stopping() -> bool:
+            return "stopping: finishing steps in flight" in first.log()
+
+        await eventually(stopping, timeout=30, what="the worker began to stop", detail=first.log)
+        # The handler is still held: the step is in flight while the worker stops.
+        assert (await steps_of(store, run_id))["slow"].status == StepStatus.RUNNING
+        (flow_dir / "release").touch()
+        assert await first.wait_exit(60) == 0, first.log()
 
         steps = await steps_of(store, run_id)
         slow = steps["slow"]
         assert slow.status == StepStatus.SUCCEEDED, first.log()
+        assert slow.output == {"pid": first.pid, "released": True}
         assert slow.completed_at is not None and slow.completed_at > stopped_at
         # The slow step's message was completed: only its successor's is left.
         client = ServiceBusClient.from_connection_string(emulator.connection_string)
@@ -355,6 +387,41 @@ async def test_sigterm_finishes_the_step_in_flight_and_exits_0(
         assert [step for _, _, step in calls(flow_dir)] == ["slow", "after"]
         await second.wait_ready()
         assert second.pump(entities.step_pump("graceful"))["received"] == 1
+    finally:
+        cluster.close()
+
+
+# -- 3b. SIGTERM ends the process even when a handler ignores cancellation -----------------------
+
+
+@pytest.mark.emulator
+@pytest.mark.postgres
+@pytest.mark.timeout(150)
+async def test_sigterm_exits_although_a_handler_ignores_cancellation(
+    tmp_path: Path, emulator: ServiceBusEmulator, pg: PgSchema, store: Store
+) -> None:
+    flow_dir = tmp_path / "flows"
+    flow = tiny_flow(flow_dir, "stubborn", slow_first=0, first="Stubborn")
+    entities = declare_entities(emulator, ["stubborn"], lock_seconds=5)
+    cluster = cluster_for(tmp_path, emulator, entities, pg)
+    try:
+        worker = cluster.start_worker(flow, grace=1)
+        await worker.wait_ready()
+        run_id = await cluster.cli_ok("trigger", "stubborn")
+
+        async def started() -> bool:
+            return bool(calls(flow_dir))
+
+        await eventually(started, timeout=30, what="the handler started", detail=cluster.logs)
+        worker.proc.send_signal(signal.SIGTERM)
+        # asyncio.run would wait for the handler for ever; the worker leaves it behind.
+        assert await worker.wait_exit(60) == 0, worker.log()
+        lines = [line for line in worker.log().splitlines() if "abandoned 1 handler(s)" in line]
+        assert len(lines) == 1, worker.log()
+        assert "'Stubborn' of step 'slow'" in lines[0] and run_id in lines[0], lines[0]
+        assert "Traceback" not in worker.log(), worker.log()
+        # The step's message was not completed: Service Bus redelivers it to another worker.
+        assert (await steps_of(store, run_id))["slow"].status == StepStatus.RUNNING
     finally:
         cluster.close()
 
