@@ -20,11 +20,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from azure.core.exceptions import AzureError
 from azure.servicebus import ServiceBusReceivedMessage
-from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusReceiver
+from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 from azure.servicebus.exceptions import MessagingEntityNotFoundError
 
 from floworch.engine.consumer import (
@@ -37,6 +36,7 @@ from floworch.engine.consumer import (
     Verdict,
     failure_verdict,
 )
+from floworch.runtime.servicebus.lock_keeper import LockKeeper
 from floworch.runtime.servicebus.messages import application_property
 from floworch.telemetry.hooks import Telemetry
 from floworch.telemetry.logs import log_context
@@ -236,10 +236,6 @@ class MessagePump:
 
     async def _receive_until_stopped(self) -> None:
         receiver = self.source.receiver(self._client, self._prefetch)
-        renewer = AutoLockRenewer(
-            max_lock_renewal_duration=self._max_lock_renewal,
-            on_lock_renew_failure=self._lock_renew_failed,
-        )
         try:
             async with receiver:
                 self._receiving.set()
@@ -260,20 +256,20 @@ class MessagePump:
                         self._slots.release()
                     for message in messages:
                         self.stats.received += 1
-                        renewer.register(receiver, message)
                         task = asyncio.create_task(self._handle(receiver, message))
                         self._inflight.add(task)
                         task.add_done_callback(self._inflight.discard)
                 await self._drain()
         finally:
             self._receiving.clear()
-            await renewer.close()
 
-    async def _lock_renew_failed(self, renewable: Any, error: Exception | None) -> None:
+    async def _lock_renew_failed(
+        self, message: ServiceBusReceivedMessage, error: Exception
+    ) -> None:
         self.stats.lock_renew_failures += 1
         log.warning(
             "renewing the lock of message %s from %s failed: %r",
-            getattr(renewable, "message_id", "?"),
+            message.message_id,
             self.source,
             error,
         )
@@ -307,17 +303,37 @@ class MessagePump:
     async def _handle_in_context(
         self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage, slot: _Slot
     ) -> None:
+        lock = LockKeeper(
+            receiver,
+            message,
+            max_renewal=timedelta(seconds=self._max_lock_renewal),
+            on_failure=self._lock_renew_failed,
+        )
+        lock.start()
         try:
             try:
                 verdict = await self._decide(message, slot)
             except asyncio.CancelledError:
                 stopping = Retry(timedelta(0), "the worker is stopping")
-                await asyncio.shield(self._settle(receiver, message, stopping))
+                settling = self._stop_renewing_and_settle(lock, receiver, message, stopping)
+                await asyncio.shield(settling)
                 raise
-            await self._settle(receiver, message, verdict)
+            await self._stop_renewing_and_settle(lock, receiver, message, verdict)
         finally:
+            await lock.stop()
             if slot.held:
                 self._slots.release()
+
+    async def _stop_renewing_and_settle(
+        self,
+        lock: LockKeeper,
+        receiver: ServiceBusReceiver,
+        message: ServiceBusReceivedMessage,
+        verdict: Verdict,
+    ) -> None:
+        # A renewal racing the settlement would fail on the service and be logged as an error.
+        await lock.stop()
+        await self._settle(receiver, message, verdict)
 
     async def _decide(self, message: ServiceBusReceivedMessage, slot: _Slot) -> Verdict:
         loop = asyncio.get_running_loop()
