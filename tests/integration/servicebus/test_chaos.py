@@ -2,8 +2,9 @@
 BaseExceptions, hang past their timeout ignoring cancellation, and poison messages arrive, 50
 healthy runs still finish with every step run exactly once, and no run stays Running.
 
-A real worker host on the emulator, PostgreSQL as the store. The variant with outputs the store
-cannot keep waits for the engine's fix of issue 16.1 (strict xfail until then).
+A real worker host on the emulator, PostgreSQL as the store. In the second variant handlers also
+return outputs the store cannot keep (NaN, deep nesting: their step fails once, issue 16.1) and
+text with NUL characters, which JSON escapes and every store keeps as it is.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ MISBEHAVIOURS = {
     "generator-exit": "Failed",
     "hang": "TimedOut",
 }
-UNSTORABLE = {"nan": "Failed", "nul": "Failed", "deep": "Failed"}
+UNSTORABLE = {"nan": "Failed", "nul": "Succeeded", "deep": "Failed"}
 
 POISON = {
     "p-json": ("healthy", "not json {"),
@@ -128,7 +129,13 @@ def _registry(calls: Counter[tuple[str, str, int]], release: threading.Event) ->
             raise KeyboardInterrupt()
         if mode == "cancel":
             raise asyncio.CancelledError()
-        return {"value": float("nan")} if mode == "nan" else {"value": "a\u0000b"}
+        if mode == "nan":
+            return {"value": float("nan")}
+        if mode == "nul":
+            return {"value": "a\u0000b"}
+        if mode == "deep":
+            return _deep(100_000)
+        raise AssertionError(f"unknown chaos mode {mode}")
 
     return reg
 
@@ -190,14 +197,7 @@ async def _dead_letters(receivers: list[ServiceBusReceiver], expected: int) -> s
     "unstorable",
     [
         False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 16.1 (owner: engine): outputs the store cannot keep (NaN, NUL, "
-                "deep nesting) must fail their step once; remove this mark when that fix lands",
-            ),
-        ),
+        True,
     ],
     ids=["misbehaving-handlers", "with-unstorable-outputs"],
 )
@@ -268,8 +268,12 @@ async def test_healthy_runs_finish_exactly_once_through_chaos(
             for mode, step_status in expected.items():
                 for run_id in (r for r, m in chaos.items() if m == mode):
                     run = await host.engine.wait_for_run(run_id, timeout=TIMEOUT)
-                    assert run.status == "Failed", (mode, run.to_dict())
+                    run_status = "Succeeded" if step_status == "Succeeded" else "Failed"
+                    assert run.status == run_status, (mode, run.to_dict())
                     assert {s.status for s in run.steps.values()} == {step_status}, mode
+                    if mode == "nul":
+                        outputs = {key: step.output for key, step in run.steps.items()}
+                        assert outputs == {"x": {"value": "a\x00b"}, "y": {"value": "a\x00b"}}
             dead = await _dead_letters([healthy_dlq, chaos_dlq], len(POISON))
             running = await store.list_runs(
                 RunQuery(statuses=frozenset({RunStatus.RUNNING}), limit=10)
