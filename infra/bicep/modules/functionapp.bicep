@@ -208,6 +208,12 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (useAppServic
     globalValidation: {
       requireAuthentication: true
       unauthenticatedClientAction: 'Return401'
+      // Third parties cannot sign in: their deliveries carry HMAC signatures, which the API
+      // checks (docs/webhooks.md). The webhook listing routes still need a principal: the API
+      // refuses them without one.
+      excludedPaths: [
+        '/api/webhooks/*'
+      ]
     }
     identityProviders: {
       azureActiveDirectory: {

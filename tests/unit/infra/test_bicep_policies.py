@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from floworch.api.auth import AuthMode
+from floworch.api.routes_webhooks import router as webhooks_router
 from floworch.hosting.app_settings import FUNCTION_APP_SETTINGS, setting_names
 from tests.unit.infra import policies
 from tests.unit.infra.bicep_eval import Deployment, EvalError, evaluate_deployment
@@ -71,6 +72,10 @@ def test_parameter_sets_reach_the_branches(deployments: dict[str, Deployment]) -
     assert namespace.body["sku"]["capacity"] == 1
     auth = deployments["app-service-auth"].of_type("Microsoft.Web/sites/config")
     assert {r.body["name"] for r in auth} == {"appsettings", "authsettingsV2"}
+    [easy_auth] = [r for r in auth if r.body["name"] == "authsettingsV2"]
+    # Webhook senders cannot sign in; the platform must let their deliveries reach the API.
+    excluded = easy_auth.properties["globalValidation"]["excludedPaths"]
+    assert excluded == [f"{webhooks_router.prefix}/*"]
     settings = policies.app_settings(deployments["app-service-auth"])[0]
     assert settings is not None
     assert settings.properties["FLOWORCH_API_AUTH"] == AuthMode.APP_SERVICE.value
