@@ -20,6 +20,7 @@ from floworch.engine.ports import Clock, Dispatcher, SystemClock
 from floworch.engine.reconciler import ReconcileReport, ReconcilerSettings, reconcile
 from floworch.engine.step_errors import ErrorInfo, ErrorType
 from floworch.engine.stepper import Stepper
+from floworch.engine.storable import json_problem
 from floworch.engine.transition import Transition
 from floworch.engine.views import RunState, build_run_state
 from floworch.errors import (
@@ -171,10 +172,14 @@ class Engine:
 
         Raises:
             FlowNotFoundError, TriggerNotFoundError.
-            InvalidInputError: the idempotency key breaks :mod:`floworch.limits`.
+            InvalidInputError: the idempotency key breaks :mod:`floworch.limits`, or the body
+                or headers cannot be stored (not JSON, larger than
+                :data:`~floworch.limits.MAX_STORED_JSON_BYTES`, nested too deeply).
         """
         if idempotency_key is not None:
             _check_input("idempotency key", limits.idempotency_key_problem(idempotency_key))
+        _check_input("trigger body", _unstorable("the trigger body", body))
+        _check_input("trigger headers", _unstorable("the trigger headers", dict(headers or {})))
         flow = self.flows.get(flow_id)
         key = _trigger_key(flow, trigger_key)
         stored = await self.store.get_flow(flow_id)
@@ -618,6 +623,11 @@ def verify_handlers(flows: FlowRegistry, handlers: HandlerRegistry) -> None:
         walk(flow.id, flow.root.steps, "steps.")
     if issues:
         raise FlowValidationError(issues)
+
+
+def _unstorable(what: str, value: Any) -> str | None:
+    problem = json_problem(value)
+    return None if problem is None else f"{what} cannot be stored: {problem}"
 
 
 def _check_input(field: str, problem: str | None) -> None:

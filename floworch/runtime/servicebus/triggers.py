@@ -33,7 +33,12 @@ from floworch.engine.consumer import (
     failure_verdict,
 )
 from floworch.engine.engine import Engine
-from floworch.errors import FlowNotFoundError, TransportError, TriggerNotFoundError
+from floworch.errors import (
+    FlowNotFoundError,
+    InvalidInputError,
+    TransportError,
+    TriggerNotFoundError,
+)
 from floworch.runtime.servicebus.messages import application_property, body_bytes
 from floworch.runtime.servicebus.names import DEFAULT_TRIGGERS_TOPIC, UNROUTED_SUBSCRIPTION
 from floworch.telemetry.hooks import TriggerOrigin
@@ -43,6 +48,7 @@ REASON_UNKNOWN_FLOW = "UnknownFlow"
 REASON_UNKNOWN_TRIGGER = "UnknownTrigger"
 REASON_BAD_BODY = "BodyNotJson"
 REASON_FLOW_DISABLED = "FlowDisabled"
+REASON_INVALID_INPUT = "TriggerInvalid"
 _RESERVED = {"FlowId", "TriggerKey", "IdempotencyKey"}
 
 
@@ -233,6 +239,8 @@ class TriggerMessageHandler:
             )
         except TriggerNotFoundError as exc:
             return DeadLetter(REASON_UNKNOWN_TRIGGER, str(exc))
+        except InvalidInputError as exc:  # the same message would be refused every time
+            return DeadLetter(REASON_INVALID_INPUT, str(exc))
         except Exception as exc:  # an outage is retried; anything else a few times at most
             return failure_verdict(exc, delivery, self._policy)
         if result.disabled:

@@ -17,6 +17,7 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
+from floworch import limits
 from floworch.emulator import ServiceBusEmulator
 from floworch.engine.context import StepContext
 from floworch.engine.envelope import StepEnvelope
@@ -302,7 +303,10 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
                 ServiceBusMessage("{}", message_id="t1", application_properties={"FlowId": "ghost"})
             )
             await sender.send_messages(ServiceBusMessage("{}", message_id="t2"))
-            for body, mid in (('{"x": NaN}', "t3"), ("[1e999]", "t4")):  # issue 16.11
+            too_deep = "[" * (limits.MAX_STORED_JSON_NESTING + 1) + "]" * (
+                limits.MAX_STORED_JSON_NESTING + 1
+            )
+            for body, mid in (('{"x": NaN}', "t3"), ("[1e999]", "t4"), (too_deep, "t5")):
                 await sender.send_messages(
                     ServiceBusMessage(
                         body, message_id=mid, application_properties={"FlowId": "poison"}
@@ -330,7 +334,7 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
                             msg.dead_letter_error_description,
                         )
                         await receiver.complete_message(msg)
-                if len(dead) == 7:
+                if len(dead) == 8:
                     break
     assert dead["m1"][0] == "EnvelopeInvalid" and "not JSON" in (dead["m1"][1] or "")
     assert dead["m2"][0] == "EnvelopeInvalid" and "version 99" in (dead["m2"][1] or "")
@@ -340,6 +344,10 @@ async def test_poison_messages_are_dead_lettered_with_reasons(
     assert dead["t2"][0] == "FlowIdMissing"
     assert dead["t3"][0] == "BodyNotJson" and "NaN is not JSON" in (dead["t3"][1] or "")
     assert dead["t4"][0] == "BodyNotJson" and "too large" in (dead["t4"][1] or "")
+    # JSON, but more deeply nested than the store keeps: refused once, not retried (issue 16.17).
+    assert dead["t5"][0] == "TriggerInvalid", dead["t5"]
+    why = dead["t5"][1] or ""
+    assert "the trigger body cannot be stored: it is nested 101 levels deep" in why
 
 
 async def test_trigger_queue_starts_one_run_per_idempotency_key(

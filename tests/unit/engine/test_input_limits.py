@@ -15,6 +15,7 @@ from floworch import limits
 from floworch.engine.context import StepContext
 from floworch.engine.handlers import HandlerRegistry
 from floworch.errors import FlowError, InvalidInputError
+from floworch.storage.records import RunQuery
 from floworch.testing.host import FlowTestHost
 
 from .support import flow
@@ -80,3 +81,36 @@ async def test_a_foreach_over_more_items_than_the_limit_fails_its_step() -> None
     error = run.steps["each"].error
     assert error["type"] == "ForEachItemsError"
     assert error["message"] == "forEach resolved to 100001 items; the limit is 100000"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("x" * (limits.MAX_STORED_JSON_BYTES + 1), "the limit is"),
+        ({"amount": float("nan")}, "NaN or Infinity"),
+        ({"raw": b"bytes"}, "only JSON values can be stored"),
+    ],
+    ids=["too-large", "nan", "bytes"],
+)
+async def test_a_trigger_body_the_store_cannot_keep_is_refused_before_a_run_exists(
+    body: Any, problem: str
+) -> None:
+    async with FlowTestHost([flow({"a": {"type": "Echo"}})], _registry()) as host:
+        with pytest.raises(InvalidInputError) as caught:
+            await host.trigger("f", body=body)
+        assert caught.value.field == "trigger body"
+        assert str(caught.value).startswith("the trigger body cannot be stored: ")
+        assert problem in str(caught.value)
+        assert await host.store.list_runs(RunQuery()) == []
+
+
+async def test_a_trigger_body_nested_too_deeply_is_refused() -> None:
+    deep: Any = 0
+    for _ in range(limits.MAX_STORED_JSON_NESTING + 1):
+        deep = [deep]
+    async with FlowTestHost([flow({"a": {"type": "Echo"}})], _registry()) as host:
+        with pytest.raises(InvalidInputError, match="nested 101 levels deep"):
+            await host.trigger("f", body=deep)
+        almost = deep[0]  # at the limit: kept and passed on as it is
+        run = await host.wait(await host.trigger("f", body=almost))
+    assert run.status == "Succeeded"
