@@ -100,7 +100,7 @@ async def complete_step(
             if finished and outcome.ran_handler:
                 await _record_attempt(tx, step, outcome, now)
         await t.flush()
-    await core.send(t.sends)
+    await t.after_commit()
     return t
 
 

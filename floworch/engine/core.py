@@ -14,6 +14,7 @@ from floworch.engine.executor import HandlerExecutor
 from floworch.engine.flows import FlowRegistry
 from floworch.engine.handlers import HandlerRegistry
 from floworch.engine.ports import Clock, Dispatcher
+from floworch.engine.run_ends import RunEnds
 from floworch.errors import TransportError
 from floworch.storage.port import Store
 from floworch.telemetry.hooks import Telemetry, messaging_target
@@ -42,6 +43,8 @@ class EngineCore:
     """(run id, join step key) -> a predecessor that blocked the join at its last check."""
     executor: HandlerExecutor = field(default_factory=HandlerExecutor)
     """Runs handler attempts; remembers handlers left running after their step ended."""
+    run_ends: RunEnds = field(default_factory=RunEnds)
+    """Wakes :meth:`~floworch.engine.Engine.wait_for_run` when a run ends in this process."""
 
     async def send(self, sends: Sequence[Send]) -> None:
         """Sends messages a committed transaction recorded in the ledger, then marks them sent.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -217,7 +218,7 @@ class Engine:
                 await t.dispatch_new(list(flow.root.entry))
                 await t.flush()
             span.set_attribute("floworch.run_id", run.run_id)
-            await self.core.send(t.sends)
+            await t.after_commit()
         return TriggerResult(run.run_id)
 
     async def rerun(self, run_id: str) -> TriggerResult:
@@ -298,7 +299,7 @@ class Engine:
             elif outcome == SignalOutcome.BUFFERED:
                 t.event("SignalBuffered", None, f"signal {signal_name!r} buffered")
             await t.flush()
-        await self.core.send(t.sends)
+        await t.after_commit()
         return SignalOutcome(outcome)
 
     async def cancel_run(self, run_id: str, reason: str = "cancelled by request") -> bool:
@@ -353,6 +354,7 @@ class Engine:
             t = Transition(self.core, tx, self.flows.get(run.flow_id), run, now)
             t.event(f"Run{status}", None, reason)
             await t.flush()
+        await t.after_commit()
         self.core.cancel_local(run_id, reason)
         return True
 
@@ -427,7 +429,7 @@ class Engine:
             await t.ledger([(step_key, step.step_type, step.seq + 1, now)])
             t.event("StepRetried", step_key, f"manual retry, attempt {step.attempt + 1}")
             await t.flush()
-        await self.core.send(t.sends)
+        await t.after_commit()
 
     # -- flows and schedules -------------------------------------------------------------------
 
@@ -542,13 +544,21 @@ class Engine:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            run = await self._run(run_id)
-            if RunStatus(run.status).is_terminal:
-                return build_run_state(run, await self.store.get_steps(run_id))
-            if loop.time() >= deadline:
-                raise TimeoutError(f"run {run_id} is still {run.status} after {timeout:g}s")
-            await asyncio.sleep(poll_interval)
+        ended = self.core.run_ends.watch(run_id)
+        try:
+            while True:
+                ended.clear()  # before the look: an end committed after it sets it again
+                run = await self._run(run_id)
+                if RunStatus(run.status).is_terminal:
+                    return build_run_state(run, await self.store.get_steps(run_id))
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(f"run {run_id} is still {run.status} after {timeout:g}s")
+                # Woken when the run ends in this process; the poll finds ends elsewhere.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), min(poll_interval, left))
+        finally:
+            self.core.run_ends.unwatch(run_id, ended)
 
     async def reconcile(self, settings: ReconcilerSettings | None = None) -> ReconcileReport:
         """One reconciler pass: re-send lost or unsent dispatches, take over steps whose worker

@@ -175,7 +175,7 @@ async def _redispatch_lost(
             await t.flush()
     except RunNotFoundError:
         return False
-    await core.send(t.sends)
+    await t.after_commit()
     return True
 
 
@@ -212,6 +212,6 @@ async def _take_over(core: EngineCore, now: datetime, settings: ReconcilerSettin
                 f"worker {step.lease_owner} stopped renewing; dispatched again",
             )
             await t.flush()
-        await core.send(t.sends)
+        await t.after_commit()
         count += 1
     return count

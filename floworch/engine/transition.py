@@ -29,6 +29,8 @@ from floworch.storage.records import (
 )
 
 _ACTIVE = (StepStatus.RUNNING, StepStatus.WAITING, StepStatus.PENDING)
+_RUN_ENDED = frozenset(f"Run{status}" for status in RunStatus if status.is_terminal)
+"""Kinds of the event that records a run's end (``RunSucceeded``, ``RunCancelled``, ...)."""
 _HINTED_JOIN = 8  # joins with at least this many predecessors keep a blocker hint
 _MAX_HINTS = 10_000
 
@@ -63,6 +65,13 @@ class Transition:
         if self.events:
             await self.tx.append_events(self.events)
             self.core.telemetry.observe_events(self.flow.id, self.events)
+
+    async def after_commit(self) -> None:
+        """Sends what the committed transaction recorded and, when it ended the run, wakes the
+        run's waiters in this process. Call after the transaction, never inside it."""
+        await self.core.send(self.sends)
+        if any(e.kind in _RUN_ENDED for e in self.events):
+            self.core.run_ends.ended(self.run.run_id)
 
     @property
     def run_active(self) -> bool:
