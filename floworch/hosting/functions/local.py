@@ -12,7 +12,7 @@ The timer function runs every ``timer_every``; :meth:`LocalFunctionsHost.http` c
 function with a ``func.HttpRequest``.
 
 ``python -m floworch.hosting.functions.local`` runs ``function_app.py`` this way and serves its
-HTTP function on 127.0.0.1 (docs/functions.md); tests and ``bench/functions_steps.py`` use the
+HTTP function on 127.0.0.1 (docs/functions.md); tests and ``bench/functions.py`` use the
 class directly.
 """
 
