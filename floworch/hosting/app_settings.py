@@ -110,6 +110,13 @@ FUNCTION_APP_SETTINGS: tuple[AppSetting, ...] = (
         "'none' when function keys at the trigger are the only gate",
         "appservice",
     ),
+    AppSetting(
+        "FLOWORCH_FUNCTIONS_SETTLEMENT",
+        False,
+        "how the Service Bus trigger functions settle messages: 'auto' (the host's auto-complete) "
+        "or 'actions' (the SDK-type binding, preview: requirements.txt from --settlement actions)",
+        "auto",
+    ),
 )
 """Every app setting the Function App reads, in the order docs/deploy.md lists them."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +30,7 @@ from floworch.hosting.functions.plan import (
 )
 from floworch.hosting.functions.runtime import FunctionsRuntime
 from floworch.hosting.functions.settings import (
+    FunctionsConfigError,
     FunctionsOptions,
     FunctionsSettings,
     Settlement,
@@ -165,11 +167,19 @@ def app_from_environment(
     env: Mapping[str, str], *, root: Path, options: FunctionsOptions | None = None
 ) -> FloworchFunctionApp:
     """What ``function_app.py`` calls: the flows at ``FLOWORCH_FLOWS`` (relative to ``root``,
-    the app's directory) with the handlers beside them, and the app built for them."""
+    the app's directory) with the handlers beside them, and the app built for them.
+
+    ``FLOWORCH_FUNCTIONS_SETTLEMENT``, when set, replaces ``options.settlement``.
+
+    Raises:
+        FunctionsConfigError: an app setting has a value the app cannot use.
+    """
     from floworch.cli.loading import load_flows
     from floworch.engine.handlers import default_registry
 
     settings = FunctionsSettings.from_env(env, root=root)
+    if settings.settlement is not None:
+        options = replace(options or FunctionsOptions(), settlement=settings.settlement)
     project = load_flows([str(settings.flows_path)])
     return build_app(
         list(project.manifests), settings=settings, handlers=default_registry, options=options
@@ -226,7 +236,14 @@ def _auto_function(runtime: FunctionsRuntime, spec: TriggerFunction) -> Callable
 
 
 def _actions_function(runtime: FunctionsRuntime, spec: TriggerFunction) -> Callable[..., Any]:
-    import azurefunctions.extensions.bindings.servicebus as servicebus
+    try:
+        import azurefunctions.extensions.bindings.servicebus as servicebus
+    except ImportError as exc:
+        raise FunctionsConfigError(
+            "settlement 'actions' needs the SDK-type Service Bus binding: install "
+            "floworch[functions-actions] (requirements.txt from "
+            "scripts/functions_requirements.py --settlement actions), or use 'auto'"
+        ) from exc
 
     from floworch.engine.consumer import DeadLetter, DeadLetterReason, describe
 

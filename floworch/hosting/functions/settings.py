@@ -27,6 +27,7 @@ from floworch.runtime.servicebus.names import DEFAULT_CRON_QUEUE, DEFAULT_TRIGGE
 
 _DEFAULTS = {setting.name: setting.default for setting in FUNCTION_APP_SETTINGS}
 API_AUTH_MODES = ("appservice", "none")
+SETTLEMENT_SETTING = "FLOWORCH_FUNCTIONS_SETTLEMENT"
 
 
 class FunctionsConfigError(FlowError):
@@ -53,7 +54,8 @@ class FunctionsOptions:
     """Options of the Functions host that are code, not app settings (``build_app`` arguments).
 
     Attributes:
-        settlement: see :class:`Settlement`.
+        settlement: see :class:`Settlement` (the app setting ``FLOWORCH_FUNCTIONS_SETTLEMENT``,
+            when set, replaces it in :func:`~floworch.hosting.functions.app_from_environment`).
         hold: how long a trigger function keeps retrying a message in place, with back-off,
             while the store or Service Bus is unavailable, before it gives the message back
             (the host renews the lock meanwhile; keep it below host.json's
@@ -94,6 +96,8 @@ class FunctionsSettings:
             else, locally, the ``ServiceBusConnection`` connection string; None when neither.
         steps_topic: ``FLOWORCH_STEPS_TOPIC``.
         api_auth: ``FLOWORCH_API_AUTH``: ``appservice`` or ``none``.
+        settlement: ``FLOWORCH_FUNCTIONS_SETTLEMENT`` (None: unset, and
+            :attr:`FunctionsOptions.settlement` decides); when set it wins over the option.
         environ: the whole mapping (webhook secrets are named by the flows' ``secretFrom``).
     """
 
@@ -102,6 +106,7 @@ class FunctionsSettings:
     connection: ServiceBusConnection | None
     steps_topic: str = DEFAULT_STEPS_TOPIC
     api_auth: str = "appservice"
+    settlement: Settlement | None = None
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -109,7 +114,8 @@ class FunctionsSettings:
         """Reads the app settings.
 
         Raises:
-            FunctionsConfigError: ``FLOWORCH_API_AUTH`` has a value the Function App cannot use.
+            FunctionsConfigError: ``FLOWORCH_API_AUTH`` or ``FLOWORCH_FUNCTIONS_SETTLEMENT``
+                has a value the Function App cannot use.
         """
         flows = env.get("FLOWORCH_FLOWS") or _DEFAULTS["FLOWORCH_FLOWS"] or DEFAULT_FLOWS_PATH
         namespace = (env.get("FLOWORCH_SERVICEBUS_NAMESPACE") or "").strip()
@@ -131,5 +137,19 @@ class FunctionsSettings:
             connection=connection,
             steps_topic=env.get("FLOWORCH_STEPS_TOPIC") or DEFAULT_STEPS_TOPIC,
             api_auth=auth,
+            settlement=_settlement(env.get(SETTLEMENT_SETTING)),
             environ=dict(env),
         )
+
+
+def _settlement(value: str | None) -> Settlement | None:
+    text = (value or "").strip().lower()
+    if not text:
+        return None
+    try:
+        return Settlement(text)
+    except ValueError:
+        raise FunctionsConfigError(
+            f"{SETTLEMENT_SETTING}={value!r} is not a settlement mode: use 'auto' (the host's "
+            "auto-complete, the default) or 'actions' (the SDK-type binding, preview)"
+        ) from None

@@ -180,6 +180,8 @@ var floworchSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   FLOWORCH_API_AUTH: useAppServiceAuth ? 'appservice' : 'none'
+  // 'actions' (the preview SDK-type binding) also needs requirements.txt with that binding.
+  FLOWORCH_FUNCTIONS_SETTLEMENT: 'auto'
 }
 
 // Platform settings Elastic Premium needs and Flex Consumption deprecates; the code reads neither.

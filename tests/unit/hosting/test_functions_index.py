@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,28 @@ def test_fifty_flows_index_to_a_hundred_and_two_service_bus_functions() -> None:
     functions = app.get_functions()
     kinds = [_binding(fn)["type"] for fn in functions]
     assert kinds.count("serviceBusTrigger") == 102 and len(functions) == 104
+
+
+def test_the_settlement_app_setting_builds_the_sdk_type_binding() -> None:
+    from floworch.hosting.functions import app_from_environment
+
+    env = {"FLOWORCH_FUNCTIONS_SETTLEMENT": "actions", "FLOWORCH_API_AUTH": "none"}
+    app = app_from_environment(env, root=ROOT, options=FunctionsOptions())
+    assert app.runtime.options.settlement is Settlement.ACTIONS
+    functions = {fn.get_function_name(): fn for fn in app.get_functions()}
+    assert _binding(functions["steps-flow-hello"])["autoCompleteMessages"] is False
+
+
+def test_sdk_type_settlement_without_the_binding_installed_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from floworch.hosting.functions.settings import FunctionsConfigError
+
+    monkeypatch.setitem(sys.modules, "azurefunctions.extensions.bindings.servicebus", None)
+    with pytest.raises(FunctionsConfigError, match=r"floworch\[functions-actions\]"):
+        build_app(
+            [_flow("orders")],
+            settings=_settings(),
+            options=FunctionsOptions(settlement=Settlement.ACTIONS),
+            handlers=None,
+        )

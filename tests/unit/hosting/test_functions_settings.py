@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from floworch.hosting.functions.settings import FunctionsConfigError, FunctionsSettings
+from floworch.hosting.functions.settings import FunctionsConfigError, FunctionsSettings, Settlement
 
 ROOT = Path("/srv/app")
 
@@ -52,3 +52,23 @@ def test_locally_the_binding_connection_string_serves_the_engine_too() -> None:
 def test_an_auth_mode_a_function_app_cannot_use_is_one_clear_error(value: str) -> None:
     with pytest.raises(FunctionsConfigError, match=r"FLOWORCH_API_AUTH=.*'appservice'.*'none'"):
         FunctionsSettings.from_env({"FLOWORCH_API_AUTH": value}, root=ROOT)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("auto", Settlement.AUTO), ("ACTIONS", Settlement.ACTIONS), (" actions ", Settlement.ACTIONS)],
+)
+def test_the_settlement_mode_is_an_app_setting(value: str, expected: Settlement) -> None:
+    settings = FunctionsSettings.from_env({"FLOWORCH_FUNCTIONS_SETTLEMENT": value}, root=ROOT)
+    assert settings.settlement is expected
+    assert FunctionsSettings.from_env({}, root=ROOT).settlement is None  # the option decides
+
+
+@pytest.mark.parametrize("value", ["sdk", "manual", "auto-complete"])
+def test_a_settlement_mode_that_does_not_exist_is_one_clear_error(value: str) -> None:
+    with pytest.raises(FunctionsConfigError) as raised:
+        FunctionsSettings.from_env({"FLOWORCH_FUNCTIONS_SETTLEMENT": value}, root=ROOT)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"FLOWORCH_FUNCTIONS_SETTLEMENT={value!r}" in message
+    assert "'auto'" in message and "'actions'" in message
