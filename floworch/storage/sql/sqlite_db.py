@@ -2,8 +2,9 @@
 
 A SQLite statement on a local file takes microseconds, so the adapter runs it inline instead of
 handing it to a thread (a hop costs more than the statement). What could block the loop is
-waiting for another process's write lock, so connections never wait inside SQLite
-(``busy_timeout = 0``): a statement that finds the database busy before it changed anything
+waiting for another process's write lock, so connections never wait inside SQLite once set up
+(``busy_timeout = 0``; only the set-up PRAGMAs of a new connection wait there): a statement
+that finds the database busy before it changed anything
 (``BEGIN IMMEDIATE``, a single statement outside a transaction, a read, a ``COMMIT`` that must
 wait for readers) is retried here with ``asyncio.sleep`` between attempts, up to the configured
 busy timeout, so the loop keeps running other work meanwhile.
@@ -184,10 +185,14 @@ class SqliteDatabase:
         raw = sqlite3.connect(*args, **kwargs)  # type: ignore[call-overload]
         try:
             # PRAGMAs have no SQLAlchemy construct; these fixed strings are the one exception.
-            raw.execute("PRAGMA busy_timeout = 0")
+            # The first statement on a connection reads the file's header, which another
+            # process switching the file to WAL holds locked for a moment: the set-up waits
+            # inside SQLite (once per connection), every statement after it does not.
+            raw.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
             raw.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             raw.execute("PRAGMA foreign_keys = ON")
             raw.execute("PRAGMA case_sensitive_like = ON")
+            raw.execute("PRAGMA busy_timeout = 0")
         except BaseException:
             raw.close()
             raise
