@@ -43,11 +43,15 @@ class EngineCore:
     """(run id, join step key) -> a predecessor that blocked the join at its last check."""
     executor: HandlerExecutor = field(default_factory=HandlerExecutor)
     """Runs handler attempts; remembers handlers left running after their step ended."""
+    in_memory_hand_off: bool = False
+    """Ledger rows are written as sent: the dispatcher hands messages over in this process
+    (see :class:`~floworch.engine.Engine`)."""
     run_ends: RunEnds = field(default_factory=RunEnds)
     """Wakes :meth:`~floworch.engine.Engine.wait_for_run` when a run ends in this process."""
 
-    async def send(self, sends: Sequence[Send]) -> None:
-        """Sends messages a committed transaction recorded in the ledger, then marks them sent.
+    async def send(self, sends: Sequence[Send], *, recorded_sent: bool = False) -> None:
+        """Sends messages a committed transaction recorded in the ledger, then marks them sent
+        (unless their rows were written as sent: ``recorded_sent``).
 
         A transport failure is logged and left to the reconciler: the ledger rows stay unsent.
         """
@@ -76,7 +80,7 @@ class EngineCore:
                 exc,
             )
         self.telemetry.end_dispatch(sends, spans, set(sent), failure)
-        if sent:
+        if sent and not recorded_sent:
             await self.store.mark_dispatched(sent, now)
 
     def cancel_local(self, run_id: str, reason: str) -> None:

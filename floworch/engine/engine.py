@@ -74,6 +74,11 @@ class Engine:
         owner: this worker's name in step leases.
         lease: how long a step claim lives without renewal.
         check_handlers: refuse flows whose step types have no handler.
+        in_memory_hand_off: the dispatcher hands messages to workers in this process, so a
+            dispatch counts as sent once its transaction commits (no "mark sent" round trip per
+            step). A crash loses such messages with the process whichever way they were marked;
+            the reconciler dispatches them again once they are overdue
+            (:attr:`~floworch.engine.reconciler.ReconcilerSettings.lost_after`).
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class Engine:
         owner: str | None = None,
         lease: timedelta = timedelta(seconds=30),
         check_handlers: bool = True,
+        in_memory_hand_off: bool = False,
     ) -> None:
         registry = flows if isinstance(flows, FlowRegistry) else FlowRegistry(flows)
         handler_registry = handlers if handlers is not None else default_registry
@@ -101,6 +107,7 @@ class Engine:
             handlers=handler_registry,
             telemetry=telemetry or Telemetry(),
             lease=lease,
+            in_memory_hand_off=in_memory_hand_off,
         )
         if owner:
             self.core.owner = owner

@@ -66,10 +66,16 @@ class Transition:
             await self.tx.append_events(self.events)
             self.core.telemetry.observe_events(self.flow.id, self.events)
 
+    @property
+    def _sent_at(self) -> datetime | None:
+        """What new ledger rows say about their sending: sent at commit for an in-memory
+        hand-off, else unsent until :meth:`EngineCore.send` marks them."""
+        return self.now if self.core.in_memory_hand_off else None
+
     async def after_commit(self) -> None:
         """Sends what the committed transaction recorded and, when it ended the run, wakes the
         run's waiters in this process. Call after the transaction, never inside it."""
-        await self.core.send(self.sends)
+        await self.core.send(self.sends, recorded_sent=self.core.in_memory_hand_off)
         if any(e.kind in _RUN_ENDED for e in self.events):
             self.core.run_ends.ended(self.run.run_id)
 
@@ -109,7 +115,7 @@ class Transition:
     async def ledger(self, items: Sequence[tuple[str, str, int, datetime]]) -> None:
         """Records dispatches (key, type, seq, due) and queues the new ones for sending."""
         records = [
-            DispatchRecord(self.run.run_id, key, seq, self.flow.id, due, self.now)
+            DispatchRecord(self.run.run_id, key, seq, self.flow.id, due, self.now, self._sent_at)
             for key, _, seq, due in items
         ]
         fresh = {(r.step_key, r.seq) for r in await self.tx.record_dispatches(records)}
@@ -138,7 +144,9 @@ class Transition:
         """Records dispatch ``seq`` of a step whose previous message was lost and sends it at
         once; the ledger row is due at ``hold_until``, so the reconciler does not consider
         this message lost before ``hold_until + lost_after`` (its back-off)."""
-        record = DispatchRecord(self.run.run_id, key, seq, self.flow.id, hold_until, self.now)
+        record = DispatchRecord(
+            self.run.run_id, key, seq, self.flow.id, hold_until, self.now, self._sent_at
+        )
         if await self.tx.record_dispatches([record]):
             self.sends.append((self.envelope(key, step_type, seq), None))
 

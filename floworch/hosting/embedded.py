@@ -106,6 +106,8 @@ class EmbeddedHost:
             clock=self.clock,
             lease=self.settings.lease,
             check_handlers=check_handlers,
+            # A wrapped dispatcher (tests' faulty transports) may fail a send: keep marking.
+            in_memory_hand_off=dispatcher is None,
         )
         self.consumer = StepConsumer(self.engine, policy=self.settings.retry)
         self._loop_task: asyncio.Task[None] | None = None
