@@ -184,18 +184,36 @@ class Processes:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start_emulator(self, topology_file: Path) -> str:
-        with open(self.folder / "emulator.log", "wb") as log:
+        """Start the emulator with ``--json``; return the data-plane connection string from the
+        first stdout line that is a JSON object (other lines, such as ``#`` comments, skipped)."""
+        log_path = self.folder / "emulator.log"
+        with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "floworch.emulator", "--topology", str(topology_file)],
+                [
+                    *(sys.executable, "-m", "floworch.emulator"),
+                    *("--topology", str(topology_file), "--json"),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
         self.procs.append(proc)
         assert proc.stdout is not None
-        line = proc.stdout.readline().decode().strip()
-        if not line.startswith("Endpoint="):
-            raise RuntimeError(f"the emulator did not start: {line!r}")
-        return line
+        seen = []
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").strip()
+            try:
+                document = json.loads(line)
+            except ValueError:
+                seen.append(line)
+                continue
+            if isinstance(document, dict) and "connectionString" in document:
+                return str(document["connectionString"])
+            seen.append(line)
+        tail = log_path.read_text(errors="replace").splitlines()[-10:]
+        raise RuntimeError(
+            f"the emulator did not print its connection string (exit {proc.wait()}); "
+            f"stdout: {seen!r}; stderr tail:\n" + "\n".join(tail)
+        )
 
     def worker_logs(self) -> str:
         tails = []
