@@ -49,8 +49,9 @@ def handled_failures(
 
 def _enclosing_loops(key: str) -> list[str]:
     """``each.3.inner.1.charge`` -> ``["each", "each.3.inner"]``."""
-    parts = key.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts) - 1, 2)]
+    from floworch.model.instance_key import InstanceKey  # floworch.model loads pydantic
+
+    return [str(loop) for loop in reversed(InstanceKey.parse(key).enclosing_loops())]
 
 
 def status_text(status: str, handled: Sequence[str]) -> str:

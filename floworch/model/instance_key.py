@@ -77,6 +77,12 @@ class InstanceKey:
         return SEPARATOR.join([*(name for name, _ in self.loops), self.step])
 
     @property
+    def pattern(self) -> str:
+        """The key with every iteration index replaced by ``*`` (``each.*.charge``): the same
+        for every iteration, for grouping instances of one manifest step."""
+        return SEPARATOR.join([*(f"{name}{SEPARATOR}*" for name, _ in self.loops), self.step])
+
+    @property
     def top(self) -> str:
         """The top-level step this instance belongs to (``each`` for ``each.3.charge``)."""
         return self.loops[0][0] if self.loops else self.step

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from floworch.model.instance_key import InstanceKey, InstanceKeyError
 from floworch.model.statuses import RunStatus
 from floworch.storage.api_records import HourlyCount, RunDuration, StatusCount, StepDuration
 
@@ -48,8 +49,10 @@ def step_durations(rows: Iterable[tuple[str, str, timedelta]]) -> list[StepDurat
 
 def step_pattern(step_key: str) -> str:
     """``each.3.charge`` -> ``each.*.charge`` (ForEach item indexes replaced by ``*``)."""
-    parts = step_key.split(".")
-    return ".".join("*" if i % 2 == 1 and part.isdigit() else part for i, part in enumerate(parts))
+    try:
+        return InstanceKey.parse(step_key).pattern
+    except InstanceKeyError:
+        return step_key  # not written by floworch: grouped under itself
 
 
 def hourly(created: Iterable[datetime]) -> list[HourlyCount]:
