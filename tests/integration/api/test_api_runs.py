@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
+
+from floworch.api import create_app
+from floworch.api.auth import AuthConfig
+from floworch.api.context import Readiness
 from floworch.model.statuses import RunStatus
 
 from .conftest import Api
@@ -296,3 +301,21 @@ async def test_readiness_and_liveness(memory_api: Api) -> None:
     await memory_api.host.store.close()
     assert (await c.get("/status")).status_code == 200
     await asyncio.sleep(0)
+
+
+async def test_readyz_answers_503_with_the_probes_reason(memory_api: Api) -> None:
+    async def not_ready() -> Readiness:
+        return Readiness(False, "the database does not answer: timeout", {"store": "timeout"})
+
+    app = create_app(memory_api.host.engine, auth=AuthConfig.none(), readiness=not_ready)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/readyz")
+        status = await client.get("/status")
+    assert response.status_code == 503
+    assert response.json() == {
+        "store": "timeout",
+        "status": "not ready",
+        "reason": "the database does not answer: timeout",
+    }
+    assert status.status_code == 200 and status.json()["reason"] == response.json()["reason"]

@@ -62,6 +62,13 @@ async def test_a_missing_subscription_is_reported_once_with_what_to_do(
         while min(p.stats.receive_failures for p in pumps) < 2:
             assert loop.time() < deadline, "the pumps never retried the missing subscriptions"
             await asyncio.sleep(0.05)
+        # /readyz answers 503 with this reason: what is not receiving, and what to do.
+        readiness = await host.readiness()
+        assert not readiness.ready
+        assert readiness.reason is not None
+        assert readiness.reason.startswith("not receiving from ")
+        assert "flow-absent" in readiness.reason and "flow-present" not in readiness.reason
+        assert "floworch topology apply" in readiness.reason
     finally:
         await host.stop()
     hints = [
