@@ -188,3 +188,37 @@ def test_ctrl_c_says_how_to_continue(cli: Cli) -> None:
         "with: floworch resume"
     )
     assert "Traceback" not in err
+
+
+def test_resume_that_runs_out_of_time_says_how_to_continue(
+    floworch: InProcessCli, tmp_path: Path
+) -> None:
+    flag = tmp_path / "never"
+    flow = tmp_path / "slowpoke.py"
+    flow.write_text(
+        textwrap.dedent(f"""
+        import asyncio
+        from pathlib import Path
+        import floworch
+        from floworch import Flow
+
+        flow = Flow("slowpoke", version="1")
+        flow.manual()
+        flow.step("work", "CliSlowpoke")
+
+        @floworch.handler("CliSlowpoke")
+        async def work(inputs):
+            while not Path({str(flag)!r}).exists():
+                await asyncio.sleep(0.05)
+            return "done"
+        """)
+    )
+    assert floworch("run", str(flow), "--timeout", "0.5").code == 1  # left Running
+    resumed = floworch("resume", "--handlers", str(flow), "--timeout", "1")
+    assert resumed.code == 1, resumed
+    assert resumed.err.strip().splitlines()[-1] == (
+        "stopped after 1s with runs still going; continue them with: floworch resume"
+    )
+    assert "Traceback" not in resumed.out + resumed.err
+    (run,) = floworch.runs()
+    assert str(run.status) == "Running"
