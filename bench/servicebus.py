@@ -54,7 +54,6 @@ from floworch.storage.factory import open_store
 from floworch.storage.port import Store
 
 PG_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-FLOWS = ("warm", "chain", "fan", "short", "signal", "tick")
 SHORT_STEPS = 5
 RUN_TIMEOUT = 240.0
 
@@ -119,28 +118,21 @@ def write_flows(folder: Path, n: int) -> None:
     (folder.parent / "handlers.py").write_text(HANDLERS)
 
 
-def topology(path: Path) -> None:
-    subscriptions = [
-        {
-            "name": f"flow-{flow_id}",
-            "lockDuration": "PT1M",
-            "maxDeliveryCount": 10,
-            "rules": [{"name": "flow", "correlationFilter": {"properties": {"FlowId": flow_id}}}],
-        }
-        for flow_id in FLOWS
-    ]
-    queue = {"lockDuration": "PT1M", "maxDeliveryCount": 10, "requiresDuplicateDetection": True}
-    document = {
-        "topics": [
-            {
-                "name": "flow-steps",
-                "requiresDuplicateDetection": True,
-                "subscriptions": subscriptions,
-            },
-            {"name": "rt", "subscriptions": [{"name": "s"}]},
+def topology(path: Path, flows: Path) -> None:
+    """The flows' topology as ``floworch topology export`` writes it (so it matches the entities
+    the workers receive from), plus the bare ``rt`` topic of the emulator round-trip figure."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWORCH_")}
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "floworch", "topology", "export"),
+            *("--flows", str(flows), "--out", str(path), "--schema-ref", ""),
         ],
-        "queues": [{"name": "flow-cron", **queue}, {"name": "flow-triggers", **queue}],
-    }
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    document = json.loads(path.read_text())
+    document.setdefault("topics", []).append({"name": "rt", "subscriptions": [{"name": "s"}]})
     path.write_text(json.dumps(document))
 
 
@@ -575,7 +567,7 @@ def main() -> None:
         folder = Path(tmp)
         (folder / "flows").mkdir()
         write_flows(folder / "flows", args.steps)
-        topology(folder / "topology.json")
+        topology(folder / "topology.json", folder / "flows")
         procs = Processes(folder)
         try:
             with database(args.db, folder) as (db, description):
