@@ -5,14 +5,16 @@ ES modules and stylesheet (``static/``), the routes serving them (:mod:`.assets`
 layout the API serves at ``/api/flows/{flowId}/graph`` (:mod:`.layout`).
 """
 
-from floworch.dashboard.assets import DashboardAssets, mount_dashboard
+from floworch.dashboard.assets import DashboardAssets, DashboardAuth, dashboard_app, mount_dashboard
 from floworch.dashboard.layout import FlowLayout, LaidEdge, LaidNode, layout_flow
 
 __all__ = [
     "DashboardAssets",
+    "DashboardAuth",
     "FlowLayout",
     "LaidEdge",
     "LaidNode",
+    "dashboard_app",
     "layout_flow",
     "mount_dashboard",
 ]

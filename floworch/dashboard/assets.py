@@ -5,6 +5,10 @@ no build step and nothing fetched from elsewhere. ``<version>`` is a digest of e
 new floworch release changes every asset URL at once: assets are cached for a year
 (``immutable``) and the page itself is never cached. The page refers to its assets by relative
 URLs, so the dashboard also works under a path prefix (a Function App's route prefix).
+
+The page tells its scripts how the API is guarded (:class:`DashboardAuth`): by floworch's bearer
+tokens, or by a Function App's function key, which the Functions host checks (in the
+``x-functions-key`` header) before floworch sees the request.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Annotated
@@ -19,7 +24,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Path
 from fastapi.responses import HTMLResponse, Response
 
-from floworch.api.problems import ProblemError
+from floworch.api.problems import ProblemError, install_problem_handlers
 
 STATIC_PACKAGE = "floworch.dashboard"
 _TYPES = {
@@ -29,6 +34,7 @@ _TYPES = {
     ".svg": "image/svg+xml",
 }
 VERSION_MARK = "__ASSET_VERSION__"
+AUTH_MARK = "__API_AUTH__"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -38,6 +44,16 @@ _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+
+
+class DashboardAuth(StrEnum):
+    """What the page sends its API requests with, and asks for when one answers 401."""
+
+    BEARER = "bearer"
+    """``Authorization: Bearer <token>``: floworch's own tokens (``floworch serve``, a worker)."""
+    FUNCTION_KEY = "function-key"
+    """``x-functions-key: <key>``: a Function App, whose host refuses an API request without
+    a function key before it reaches floworch."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +82,11 @@ class DashboardAssets:
             digest.update(name.encode() + b"\0" + files[name] + b"\0")
         return cls(files=files, version=digest.hexdigest()[:12])
 
-    def page(self) -> bytes:
-        """The HTML page with its asset URLs pointing at this version."""
-        return self.files["index.html"].replace(VERSION_MARK.encode(), self.version.encode())
+    def page(self, auth: DashboardAuth = DashboardAuth.BEARER) -> bytes:
+        """The HTML page with its asset URLs pointing at this version, saying how the API is
+        guarded (``<meta name="floworch-auth">``)."""
+        page = self.files["index.html"].replace(VERSION_MARK.encode(), self.version.encode())
+        return page.replace(AUTH_MARK.encode(), auth.value.encode())
 
 
 def _collect(node: Traversable, prefix: str, files: dict[str, bytes]) -> None:
@@ -87,10 +105,12 @@ def _content_type(name: str) -> str:
     return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-def dashboard_router(assets: DashboardAssets) -> APIRouter:
+def dashboard_router(
+    assets: DashboardAssets, *, auth: DashboardAuth = DashboardAuth.BEARER
+) -> APIRouter:
     """The dashboard's routes (outside the OpenAPI document: they are not API)."""
     router = APIRouter(include_in_schema=False)
-    page = assets.page()
+    page = assets.page(auth)
 
     @router.get("/", response_class=HTMLResponse)
     async def index() -> Response:
@@ -128,3 +148,15 @@ def dashboard_router(assets: DashboardAssets) -> APIRouter:
 def mount_dashboard(app: FastAPI, assets: DashboardAssets | None = None) -> None:
     """Serves the dashboard at ``/`` of an API app built by :func:`floworch.api.create_app`."""
     app.include_router(dashboard_router(assets or DashboardAssets.load()))
+
+
+def dashboard_app(*, auth: DashboardAuth, assets: DashboardAssets | None = None) -> FastAPI:
+    """An ASGI app serving the dashboard's page and files and nothing else (no API, no data).
+
+    A Function App serves it from its anonymous dashboard functions, so that a browser loads the
+    page and its ES modules without a function key (module imports cannot carry a header).
+    """
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    install_problem_handlers(app)
+    app.include_router(dashboard_router(assets or DashboardAssets.load(), auth=auth))
+    return app

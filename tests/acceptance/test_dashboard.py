@@ -14,6 +14,7 @@ import pytest
 from .browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    SHOP,
     Server,
     artifacts_dir,
     require_browser,
@@ -275,3 +276,48 @@ def test_the_ui_asks_for_the_token_when_the_api_needs_one(browser: Any, tmp_path
         context.close()
     finally:
         secured.stop()
+
+
+def test_on_a_function_app_the_ui_asks_for_the_function_key(browser: Any) -> None:
+    """The Function App's HTTP functions behind a stand-in for the host's key check
+    (tests/acceptance/function_key_gate.py): it refuses every request to the keyed ``http``
+    function with a bare 401 unless ``x-functions-key`` holds the key, as the host does before
+    floworch sees a request, and lets the anonymous dashboard functions through. Not a real
+    Functions host: the routing and the check are ours."""
+    from playwright.sync_api import expect
+
+    from floworch.engine.handlers import HandlerRegistry
+    from floworch.model import load_manifest
+
+    from .function_key_gate import GatedFunctionApp
+
+    handlers = HandlerRegistry()
+    for step_type in ("Charge", "Echo"):
+        handlers.handler(step_type)(lambda inputs: inputs)  # never run: steps are not sent
+    flow = load_manifest({**SHOP, "triggers": {"manual": {"type": "Manual"}}})
+    app = GatedFunctionApp([flow], handlers, key="fn-key-1")
+    try:
+        run_id = app.trigger("shop", {"order": 9})
+        context = browser.new_context(base_url=app.url)
+        tab = context.new_page()
+        # The stream would be buffered whole by the func.HttpResponse path: poll instead.
+        tab.route(re.compile(r"/api/(runs/[^/]+/)?stream"), lambda route: route.abort())
+        tab.goto("/#/runs")
+        dialog = tab.get_by_role("dialog", name="Enter the function key")
+        expect(dialog).to_be_visible(timeout=WAIT_MS)
+        expect(dialog).to_contain_text("needs a function key")
+        assert app.gate.refused and all(p.startswith("/api/") for p in app.gate.refused)
+        dialog.get_by_label(re.compile("Function key")).fill("wrong")
+        dialog.get_by_role("button", name="Sign in").click()
+        expect(dialog).to_contain_text("refused this function key", timeout=WAIT_MS)
+        dialog.get_by_label(re.compile("Function key")).fill("fn-key-1")
+        dialog.get_by_role("button", name="Sign in").click()
+        expect(tab.locator(f'tr[data-run="{run_id}"]')).to_be_visible(timeout=WAIT_MS)
+        assert tab.evaluate("sessionStorage.getItem('floworch.functionKey')") == "fn-key-1"
+        assert tab.evaluate("sessionStorage.getItem('floworch.token')") is None
+        tab.reload()  # kept for the tab: no prompt again
+        expect(tab.locator(f'tr[data-run="{run_id}"]')).to_be_visible(timeout=WAIT_MS)
+        expect(dialog).to_be_hidden()
+        context.close()
+    finally:
+        app.stop()

@@ -1,7 +1,14 @@
-// The HTTP API client: bearer token from sessionStorage, problem documents as errors, one
-// token prompt shared by every request that got 401.
+// The HTTP API client: the credential from sessionStorage, problem documents as errors, one
+// prompt shared by every request that got 401. The page says how the API is guarded: by
+// floworch's bearer tokens, or (on a Function App) by a function key, which the Functions host
+// checks in the x-functions-key header before floworch sees the request.
 
 const TOKEN_KEY = 'floworch.token';
+const FUNCTION_KEY = 'floworch.functionKey';
+
+/** 'function-key' when a Function App serves the page, else 'bearer'. */
+export const authKind =
+  document.querySelector('meta[name="floworch-auth"]')?.content === 'function-key' ? 'function-key' : 'bearer';
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -14,23 +21,27 @@ export class ApiError extends Error {
 let prompt = null;
 let pendingPrompt = null;
 
-/** Sets the function asked for a token on 401: (detail) => Promise<boolean> (false: gave up). */
+/** Sets the function asked for a credential on 401: (detail) => Promise<boolean> (false: gave up). */
 export function onUnauthorized(fn) {
   prompt = fn;
 }
 
+const storageKey = () => (authKind === 'function-key' ? FUNCTION_KEY : TOKEN_KEY);
+
+/** The bearer token, or the function key on a Function App. */
 export function getToken() {
-  return sessionStorage.getItem(TOKEN_KEY);
+  return sessionStorage.getItem(storageKey());
 }
 
 export function setToken(token) {
-  if (token) sessionStorage.setItem(TOKEN_KEY, token);
-  else sessionStorage.removeItem(TOKEN_KEY);
+  if (token) sessionStorage.setItem(storageKey(), token);
+  else sessionStorage.removeItem(storageKey());
 }
 
 export function authHeaders() {
   const token = getToken();
-  return token ? {Authorization: `Bearer ${token}`} : {};
+  if (!token) return {};
+  return authKind === 'function-key' ? {'x-functions-key': token} : {Authorization: `Bearer ${token}`};
 }
 
 async function askForToken(detail) {
@@ -41,6 +52,12 @@ async function askForToken(detail) {
     });
   }
   return pendingPrompt;
+}
+
+function keyRefused() {
+  return getToken()
+    ? 'The Function App refused this function key.'
+    : 'This Function App needs a function key for its API.';
 }
 
 async function problemOf(res) {
@@ -69,8 +86,12 @@ export async function api(path, {method = 'GET', body, signal} = {}) {
       credentials: 'same-origin',
     });
     if (res.status === 401) {
+      const ours = (res.headers.get('Content-Type') || '').startsWith('application/problem+json');
       const problem = await problemOf(res);
-      if (await askForToken(problem.detail)) continue;
+      // On a Function App only the host's refusal (no problem document of ours) is about the
+      // function key; floworch's own 401 there (no App Service principal) is not.
+      if (authKind === 'function-key' && ours) throw new ApiError(401, problem);
+      if (await askForToken(authKind === 'function-key' ? keyRefused() : problem.detail)) continue;
       throw new ApiError(401, problem);
     }
     if (!res.ok) throw new ApiError(res.status, await problemOf(res));

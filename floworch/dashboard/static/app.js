@@ -1,6 +1,6 @@
 // The dashboard's shell: hash routes, the token prompt, the connection indicator.
 
-import {onUnauthorized, setToken} from './api.js';
+import {authKind, onUnauthorized, setToken} from './api.js';
 import {fill, h} from './dom.js';
 import {onMode} from './live.js';
 import {errorPanel} from './ui.js';
@@ -80,8 +80,17 @@ function tokenPrompt(detail) {
   });
 }
 
+// On a Function App the prompt asks for a function key (sent as x-functions-key).
+function labelForFunctionKey() {
+  const dlg = document.getElementById('token-dialog');
+  dlg.querySelector('h2').textContent = 'Enter the function key';
+  dlg.querySelector('label').textContent = 'Function key (of the http function, or a host key)';
+  document.getElementById('sign-out').textContent = 'Forget key';
+}
+
 function start() {
   onUnauthorized(tokenPrompt);
+  if (authKind === 'function-key') labelForFunctionKey();
   const dlg = document.getElementById('token-dialog');
   dlg.querySelector('.cancel').addEventListener('click', () => dlg.close('cancel'));
   document.getElementById('sign-out').addEventListener('click', () => {

@@ -4,8 +4,10 @@ The functions, generated at import from the flows (see :mod:`floworch.hosting.fu
 one Service Bus topic trigger per flow's subscription on the steps topic and on the triggers
 topic, one for the triggers topic's catch-all ``unrouted``, queue triggers for the cron queue and
 every queue a ``ServiceBus`` flow trigger names, the ``background`` timer
-(reconciler and cron chains under a SQL lease) and ``http``: the API's ASGI app through
-``func.AsgiFunctionApp`` at every route. Nothing heavy is imported or opened until the first
+(reconciler and cron chains under a SQL lease), ``http``: the API's ASGI app through
+``func.AsgiFunctionApp`` at every route (auth level ``function``), and the anonymous
+``dashboard`` and ``dashboard-assets`` functions serving the dashboard's page and files
+(:mod:`floworch.hosting.functions.dashboard`). Nothing heavy is imported or opened until the first
 invocation (:class:`~floworch.hosting.functions.runtime.FunctionsRuntime`).
 """
 
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 import azure.functions as func
 
 from floworch.hosting.app_settings import SERVICEBUS_CONNECTION
+from floworch.hosting.functions.dashboard import register_dashboard
 from floworch.hosting.functions.inbound import Inbound
 from floworch.hosting.functions.plan import (
     BACKGROUND_FUNCTION,
@@ -160,6 +163,7 @@ def build_app(
     for spec in app.plan:
         _register_trigger(app, spec, runtime, opts)
     _register_background(app, runtime, opts)
+    register_dashboard(app)
     return app
 
 

@@ -9,7 +9,8 @@ the SDK-type binding), renews the lock while the function runs and settles like 
 auto-complete completes on return and abandons on an exception; the SDK-type binding settles
 what the function asked for, and a message it did not settle keeps its lock until it lapses.
 The timer function runs every ``timer_every``; :meth:`LocalFunctionsHost.http` calls the HTTP
-function with a ``func.HttpRequest``.
+function whose route matches first (in the host's order: by function name) with a
+``func.HttpRequest``. Like Core Tools, it checks no function keys.
 
 ``python -m floworch.hosting.functions.local`` runs ``function_app.py`` this way and serves its
 HTTP function on 127.0.0.1 (docs/functions.md); tests and ``bench/functions.py`` use the
@@ -35,7 +36,7 @@ from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
 from floworch.hosting.functions.app import FloworchFunctionApp
-from floworch.hosting.functions.plan import BACKGROUND_FUNCTION, HTTP_FUNCTION
+from floworch.hosting.functions.plan import BACKGROUND_FUNCTION, match_route, route_order
 from floworch.hosting.functions.settings import Settlement
 
 log = logging.getLogger("floworch.hosting.functions.local")
@@ -379,25 +380,45 @@ class LocalFunctionsHost:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> func.HttpResponse:
-        """Calls the HTTP function with a ``func.HttpRequest`` (a JSON body for anything that is
-        not bytes or text)."""
+        """Calls the HTTP function serving ``path`` with a ``func.HttpRequest`` (a JSON body for
+        anything that is not bytes or text); no function answering is a 404, as with the host."""
         if isinstance(body, str):
             raw = body.encode()
         elif isinstance(body, bytes):
             raw = body
         else:
             raw = json.dumps(body).encode()
+        found = self.http_function(method, path)
+        if found is None:
+            return func.HttpResponse(status_code=404)
+        name, route = found
         request = func.HttpRequest(
             method.upper(),
             f"http://localhost{path}",
             headers=dict(headers or {}),
             params=dict(params or {}),
-            route_params={"route": path.lstrip("/")},
+            route_params=route,
             body=raw,
         )
-        user = self.functions[HTTP_FUNCTION].get_user_function()
-        response: func.HttpResponse = await user(req=request, context=_Context(HTTP_FUNCTION))
+        user = self.functions[name].get_user_function()
+        response: func.HttpResponse = await user(req=request, context=_Context(name))
         return response
+
+    def http_function(self, method: str, path: str) -> tuple[str, dict[str, str]] | None:
+        """The HTTP function the host would call for ``method path`` and its route values."""
+        for name in route_order([n for n, fn in self.functions.items() if fn.is_http_function()]):
+            trigger = json.loads(self.functions[name].get_raw_bindings()[0])
+            if method.upper() not in {m.upper() for m in trigger.get("methods") or [method]}:
+                continue
+            values = match_route(trigger["route"], path)
+            if values is not None:
+                return name, values
+        return None
+
+    def auth_level(self, name: str) -> str:
+        """An HTTP function's auth level as indexed (``ANONYMOUS``, ``FUNCTION``, ``ADMIN``)."""
+        level: str = json.loads(self.functions[name].get_raw_bindings()[0])["authLevel"]
+        return level
 
 
 if __name__ == "__main__":  # python -m floworch.hosting.functions.local (docs/functions.md)

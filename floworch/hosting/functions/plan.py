@@ -3,8 +3,10 @@
 One Service Bus topic trigger per flow's subscription on the steps topic and per flow's
 subscription on the triggers topic, one for the triggers topic's catch-all ``unrouted`` (what no
 flow's subscription routes is dead-lettered with its reason), one queue trigger for the cron
-queue and one per queue a ``ServiceBus`` flow trigger names; a timer for the background pass and
-the HTTP function of the API. The entities are the ones the
+queue and one per queue a ``ServiceBus`` flow trigger names; a timer for the background pass,
+the HTTP function of the API (auth level ``function``: every ``/api`` route, webhooks,
+``/status``, ``/healthz`` and ``/readyz``) and two anonymous HTTP functions for the dashboard's
+page and files (:data:`DASHBOARD_ROUTES`), which hold no data. The entities are the ones the
 worker receives from and ``floworch topology export`` writes (``topology/servicebus.json``).
 
 Function names follow the Functions rules (a letter first, then letters, digits, ``_`` and
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -28,6 +30,18 @@ MAX_FUNCTION_NAME = 127
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_\-]")
 BACKGROUND_FUNCTION = "background"
 HTTP_FUNCTION = "http"
+HTTP_ROUTE = "/{*route}"
+DASHBOARD_FUNCTION = "dashboard"
+DASHBOARD_ASSETS_FUNCTION = "dashboard-assets"
+DASHBOARD_ROUTES = {
+    # The site root only: an optional segment that must be empty (a route of "" would mean
+    # the function's name to the host).
+    DASHBOARD_FUNCTION: "{page:maxlength(0)?}",
+    DASHBOARD_ASSETS_FUNCTION: "assets/{version}/{*name}",
+}
+"""The anonymous dashboard functions and their routes. The host tries routes in the order of the
+function names (https://github.com/Azure/azure-functions-host/issues/9876), so both names sort
+before ``http``, whose catch-all would match these paths too (a test holds the order)."""
 CRON_FUNCTION = "cron"
 TRIGGERS_PREFIX = "triggers"
 
@@ -148,3 +162,43 @@ def function_plan(
         for queue in trigger_queues(ordered, triggers_topic)
     )
     return plan
+
+
+_SEGMENT = re.compile(r"\{(?P<star>\*)?(?P<name>\w+)(?::maxlength\((?P<max>\d+)\))?(?P<opt>\?)?\}")
+
+
+def match_route(template: str, path: str) -> dict[str, str] | None:
+    """The route values when ``path`` matches an HTTP trigger's route ``template`` (the host's
+    templates as the Function App uses them: literal segments, ``{name}``, a last ``{*name}``
+    and ``{name:maxlength(n)?}``), else None. The local host routes with it.
+
+    Raises:
+        ValueError: a template segment this matcher does not know.
+    """
+    parts = [p for p in template.strip("/").split("/") if p]
+    given = [p for p in path.split("?", 1)[0].strip("/").split("/") if p]
+    values: dict[str, str] = {}
+    for index, part in enumerate(parts):
+        if not part.startswith("{"):
+            if index >= len(given) or given[index].casefold() != part.casefold():
+                return None
+            continue
+        found = _SEGMENT.fullmatch(part)
+        if found is None:
+            raise ValueError(f"route template {template!r}: segment {part!r} is not supported")
+        if found["star"]:
+            values[found["name"]] = "/".join(given[index:])
+            return values
+        if index >= len(given):
+            if found["opt"]:
+                continue
+            return None
+        if found["max"] is not None and len(given[index]) > int(found["max"]):
+            return None
+        values[found["name"]] = given[index]
+    return values if len(given) <= len(parts) else None
+
+
+def route_order(names: Sequence[str]) -> list[str]:
+    """HTTP function names in the order the host tries their routes (by name, ignoring case)."""
+    return sorted(names, key=str.casefold)

@@ -240,6 +240,7 @@ class FunctionsRuntime:
         await self.start()
         if self._asgi is None:
             from floworch.api import AuthConfig, AuthMode, create_app
+            from floworch.api.context import ApiOptions
             from floworch.hosting.http import webhook_secrets
 
             engine = self.engine
@@ -251,8 +252,13 @@ class FunctionsRuntime:
             secrets, warnings = webhook_secrets(engine.flows, self.settings.environ)
             for warning in warnings:
                 log.warning("%s", warning)
+            # The dashboard is served by the anonymous dashboard functions, not behind the key.
             self._asgi = create_app(
-                engine, auth=auth, webhook_secrets=secrets, dead_letters=self._dead_letters
+                engine,
+                auth=auth,
+                webhook_secrets=secrets,
+                dead_letters=self._dead_letters,
+                options=ApiOptions(dashboard=False),
             )
         return self._asgi
 

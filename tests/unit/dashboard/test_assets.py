@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from floworch.dashboard.assets import VERSION_MARK, DashboardAssets
+from floworch.dashboard.assets import AUTH_MARK, VERSION_MARK, DashboardAssets, DashboardAuth
 
 _IMPORT = re.compile(r"""^\s*import\s.*?from\s+['"](\.[^'"]+)['"]""", re.M | re.S)
 
@@ -34,6 +34,14 @@ def test_the_page_names_its_assets_by_version() -> None:
     assert f'src="assets/{assets.version}/app.js"' in page
     assert f'href="assets/{assets.version}/style.css"' in page
     assert "http://" not in page and "https://" not in page  # nothing from elsewhere
+
+
+def test_the_page_says_how_its_api_is_guarded() -> None:
+    assets = DashboardAssets.load()
+    meta = '<meta name="floworch-auth" content="{}">'
+    assert meta.format("bearer") in assets.page().decode()
+    on_functions = assets.page(DashboardAuth.FUNCTION_KEY).decode()
+    assert meta.format("function-key") in on_functions and AUTH_MARK not in on_functions
 
 
 def test_the_version_is_a_digest_of_the_files() -> None:

@@ -15,7 +15,12 @@ import pytest
 
 from floworch.hosting.app_settings import SERVICEBUS_CONNECTION
 from floworch.hosting.functions import FunctionsOptions, FunctionsSettings, Settlement, build_app
-from floworch.hosting.functions.plan import MAX_FUNCTION_NAME, function_name
+from floworch.hosting.functions.plan import (
+    MAX_FUNCTION_NAME,
+    function_name,
+    match_route,
+    route_order,
+)
 from floworch.model import FlowManifest, load_manifest
 from floworch.runtime.servicebus.config import ServiceBusConnection
 from floworch.runtime.servicebus.names import subscription_name
@@ -91,6 +96,8 @@ def test_function_app_has_one_function_per_entity_of_the_topology(
     assert queues_seen == queues == {"flow-cron"}
     assert set(indexed) == {
         "http",
+        "dashboard",
+        "dashboard-assets",
         "background",
         "cron",
         "steps-flow-hello",
@@ -109,6 +116,76 @@ def test_http_function_serves_every_route_with_a_function_key(indexed: dict[str,
     assert trigger["authLevel"] == "FUNCTION"
     assert trigger["route"] == "/{*route}"
     assert set(trigger["methods"]) >= {"GET", "POST", "PUT", "DELETE", "PATCH"}
+
+
+def test_the_dashboard_page_and_files_are_anonymous_get_functions(indexed: dict[str, Any]) -> None:
+    routes = {}
+    for name in ("dashboard", "dashboard-assets"):
+        fn = indexed[name]
+        trigger, output = (json.loads(b) for b in fn.get_raw_bindings())
+        assert fn.is_http_function() and output["type"] == "http"
+        assert trigger["authLevel"] == "ANONYMOUS" and trigger["methods"] == ["GET"]
+        assert fn.get_user_function().__annotations__["req"] is func.HttpRequest
+        routes[name] = trigger["route"]
+    assert routes == {
+        "dashboard": "{page:maxlength(0)?}",
+        "dashboard-assets": "assets/{version}/{*name}",
+    }
+
+
+def _served_by(indexed: dict[str, Any], method: str, path: str) -> str:
+    """The HTTP function the host picks: the first, by name, whose methods and route match."""
+    http = [name for name, fn in indexed.items() if fn.is_http_function()]
+    for name in route_order(http):
+        trigger = json.loads(indexed[name].get_raw_bindings()[0])
+        if method in trigger["methods"] and match_route(trigger["route"], path) is not None:
+            return name
+    raise AssertionError(f"no function serves {method} {path}")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "function"),
+    [
+        ("GET", "/", "dashboard"),
+        ("GET", "/?x=1", "dashboard"),
+        ("GET", "/assets/0123abcd/app.js", "dashboard-assets"),
+        ("GET", "/assets/0123abcd/pages/run.js", "dashboard-assets"),
+        ("POST", "/", "http"),
+        ("GET", "/api/runs", "http"),
+        ("GET", "/api/docs", "http"),
+        ("GET", "/api/stream", "http"),
+        ("POST", "/api/webhooks/inbox", "http"),
+        ("GET", "/status", "http"),
+        ("GET", "/healthz", "http"),
+        ("GET", "/readyz", "http"),
+        ("GET", "/assets", "http"),
+        ("GET", "/index.html", "http"),
+    ],
+)
+def test_only_the_dashboard_shell_escapes_the_function_key(
+    indexed: dict[str, Any], method: str, path: str, function: str
+) -> None:
+    # The host tries routes by function name; the catch-all of "http" matches every path, so
+    # the dashboard's names must sort before it, and no API path may match their routes.
+    assert _served_by(indexed, method, path) == function
+    level = json.loads(indexed[function].get_raw_bindings()[0])["authLevel"]
+    assert level == ("ANONYMOUS" if function.startswith("dashboard") else "FUNCTION")
+
+
+def test_route_templates_match_as_the_host_reads_them() -> None:
+    root = "{page:maxlength(0)?}"
+    assert match_route(root, "/") == {} and match_route(root, "") == {}
+    assert match_route(root, "/api") is None
+    assets = "assets/{version}/{*name}"
+    assert match_route(assets, "/Assets/v1/pages/run.js") == {
+        "version": "v1",
+        "name": "pages/run.js",
+    }
+    assert match_route(assets, "/assets") is None
+    assert match_route("/{*route}", "/api/runs?x=1") == {"route": "api/runs"}
+    assert match_route("runs/{id}", "/runs/a/b") is None
+    with pytest.raises(ValueError, match="not supported"):
+        match_route("runs/{id:int}", "/runs/1")
 
 
 def test_background_timer_runs_every_ten_seconds_not_at_start_up(indexed: dict[str, Any]) -> None:
@@ -175,7 +252,7 @@ def test_fifty_flows_index_to_a_hundred_and_two_service_bus_functions() -> None:
     app = build_app([_flow(f"flow{i:02d}") for i in range(50)], settings=_settings(), handlers=None)
     functions = app.get_functions()
     kinds = [_binding(fn)["type"] for fn in functions]
-    assert kinds.count("serviceBusTrigger") == 102 and len(functions) == 104
+    assert kinds.count("serviceBusTrigger") == 102 and len(functions) == 106
 
 
 def test_the_settlement_app_setting_builds_the_sdk_type_binding() -> None:
