@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from floworch.api.auth import AuthConfig, AuthMode, is_loopback
 from floworch.errors import FlowError
@@ -35,6 +36,22 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+class _NoDelayH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol on a connection with Nagle's algorithm off.
+
+    uvicorn writes a response's head and body separately; with Nagle on, the body of every
+    response after the first on a kept-alive connection waited for the client's delayed ACK
+    (measured: 0.5 ms for the first ``/healthz``, 41-44 ms for each one after it).
+    """
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)  # type: ignore[arg-type]
 
 
 class HttpServer:
@@ -87,6 +104,7 @@ class HttpServer:
             log_level="warning",
             timeout_graceful_shutdown=3,
             server_header=False,
+            http=_NoDelayH11Protocol,
         )
         server = _EmbeddedServer(config)
         self._server = server
