@@ -1,5 +1,6 @@
 """What the Application Insights workbook (docs/observability/workbook.json) and the KQL of
-docs/observability.md refer to: tables, span names, metric names, customDimensions keys."""
+docs/observability.md and docs/deploy.md refer to: tables, span names, metric names,
+customDimensions keys."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 WORKBOOK = ROOT / "docs" / "observability" / "workbook.json"
-DOC = ROOT / "docs" / "observability.md"
+DOCS = (ROOT / "docs" / "observability.md", ROOT / "docs" / "deploy.md")
 
 
 def workbook_queries() -> list[str]:
@@ -22,7 +23,11 @@ def workbook_queries() -> list[str]:
 
 
 def doc_queries() -> list[str]:
-    return re.findall(r"```kusto\n(.*?)```", DOC.read_text(), flags=re.S)
+    return [
+        query
+        for doc in DOCS
+        for query in re.findall(r"```kusto\n(.*?)```", doc.read_text(), flags=re.S)
+    ]
 
 
 def dimensions(query: str) -> set[str]:
