@@ -73,6 +73,17 @@ POISON = {
 }
 
 
+def _unstorable_output(mode: str) -> Any:
+    """What a handler in an unstorable-output mode returns."""
+    if mode == "nan":
+        return {"value": float("nan")}
+    if mode == "nul":
+        return {"value": "a\u0000b"}
+    if mode == "deep":
+        return _deep(100_000)
+    raise AssertionError(f"unknown chaos mode {mode}")
+
+
 def _deep(depth: int) -> Any:
     value: Any = "bottom"
     for _ in range(depth):
@@ -108,13 +119,7 @@ def _registry(calls: Counter[tuple[str, str, int]], release: threading.Event) ->
                 except asyncio.CancelledError:
                     continue  # ignores its timeout on purpose
             return "too late"
-        if mode == "nan":
-            return {"value": float("nan")}
-        if mode == "nul":
-            return {"value": "a\u0000b"}
-        if mode == "deep":
-            return _deep(100_000)
-        raise AssertionError(f"unknown chaos mode {mode}")
+        return _unstorable_output(mode)
 
     @reg.handler("ChaosSync")
     def chaos_sync(ctx: StepContext, inputs: Any) -> Any:
@@ -129,13 +134,7 @@ def _registry(calls: Counter[tuple[str, str, int]], release: threading.Event) ->
             raise KeyboardInterrupt()
         if mode == "cancel":
             raise asyncio.CancelledError()
-        if mode == "nan":
-            return {"value": float("nan")}
-        if mode == "nul":
-            return {"value": "a\u0000b"}
-        if mode == "deep":
-            return _deep(100_000)
-        raise AssertionError(f"unknown chaos mode {mode}")
+        return _unstorable_output(mode)
 
     return reg
 
