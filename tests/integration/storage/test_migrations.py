@@ -22,7 +22,16 @@ alembic_version = Table("alembic_version", MetaData(), Column("version_num", Str
 
 
 def _diff(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    dialect = connection.dialect.name
+
+    def for_this_dialect(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
+        # Alembic's comparison ignores Index.ddl_if: leave out indexes meant for another dialect.
+        only = getattr(obj, "_ddl_if", None) if type_ == "index" and not reflected else None
+        return only is None or only.dialect in (None, dialect)
+
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": for_this_dialect}
+    )
     return list(compare_metadata(context, metadata))
 
 
