@@ -60,6 +60,7 @@ class Process:
     """A long-running command; :meth:`wait_for` reads its stdout until a line holds a text."""
 
     def __init__(self, args: list[str], *, cwd: Path, env: dict[str, str], log: Path) -> None:
+        self.args = args
         self.log = log
         self._err = log.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
@@ -75,13 +76,13 @@ class Process:
             if not line:
                 self.proc.wait(timeout=10)
                 raise AssertionError(
-                    f"{self.proc.args} exited {self.proc.returncode} before printing {text!r}:\n"
+                    f"{self.args} exited {self.proc.returncode} before printing {text!r}:\n"
                     f"{''.join(self.out)}{self.stderr()}"
                 )
             self.out.append(line)
             if text in line:
                 return line
-        raise AssertionError(f"{self.proc.args} printed no {text!r} in {timeout:g}s")
+        raise AssertionError(f"{self.args} printed no {text!r} in {timeout:g}s")
 
     def stderr(self) -> str:
         self._err.flush()

@@ -79,7 +79,7 @@ def check_one_trace(spans: list[dict[str, Any]], *, run_id: str) -> str:
     """Checks spans (as ``name``, ``kind``, ``trace_id``, ``span_id``, ``parent``,
     ``attributes``, ``instance``) of one run; returns the trace id."""
     mine = [s for s in spans if s["attributes"].get("floworch.run_id") == run_id]
-    traces = {s["trace_id"] for s in mine}
+    traces: set[str] = {s["trace_id"] for s in mine}
     assert len(traces) == 1, f"run {run_id} spans in {len(traces)} traces: {traces}"
     names = Counter(s["name"] for s in mine)
     assert names["flow.trigger"] == 1, names

@@ -195,12 +195,12 @@ async def test_a_run_over_two_workers_is_one_trace_in_both_backends(
     ]
     logged = {e["data"]["baseData"]["message"] for e in messages}
     assert "done" in logged and "flaky attempt 2" in logged, logged
-    finished = [
+    run_finished = [
         e["data"]["baseData"]["properties"]
         for e in messages
         if e["data"]["baseData"]["properties"].get("floworch.event") == "run.finished"
     ]
-    assert [p["floworch.status"] for p in finished] == ["Succeeded"]
+    assert [p["floworch.status"] for p in run_finished] == ["Succeeded"]
     # The workbook and the docs' KQL name only dimensions that arrived.
     from tests.unit.telemetry.workbook_fields import dimensions, doc_queries, workbook_queries
 

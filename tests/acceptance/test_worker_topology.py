@@ -61,6 +61,7 @@ def test_worker_creates_the_topology_runs_a_flow_and_exits_zero_on_sigterm(
     )
     flow = str(ROOT / "examples" / "hello" / "flow.yaml")
     worker = cli.popen("worker", flow, "--auto-create-topology", "--health-port", str(port))
+    assert worker.stdout is not None and worker.stderr is not None  # popen pipes both
     try:
         deadline = time.monotonic() + 60
         status = 0

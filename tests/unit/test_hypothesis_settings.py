@@ -30,8 +30,15 @@ def _property_test_modules() -> list[ModuleType]:
     return modules
 
 
+def _default_settings() -> settings:
+    """The loaded profile; hypothesis types ``settings.default`` as optional before one loads."""
+    default = settings.default
+    assert default is not None
+    return default
+
+
 def test_the_suite_profile_has_no_deadline() -> None:
-    assert settings.default.deadline is None
+    assert _default_settings().deadline is None
 
 
 def test_no_property_test_has_a_deadline() -> None:
@@ -39,7 +46,9 @@ def test_no_property_test_has_a_deadline() -> None:
     for module in _property_test_modules():
         for name, fn in inspect.getmembers(module, inspect.isfunction):
             if getattr(fn, "is_hypothesis_test", False):
-                used = getattr(fn, "_hypothesis_internal_use_settings", settings.default)
+                used: settings = getattr(
+                    fn, "_hypothesis_internal_use_settings", _default_settings()
+                )
                 found[f"{module.__name__}::{name}"] = used.deadline
     assert len(found) >= 15, sorted(found)  # the finder still finds the property tests
     with_deadline = {name: deadline for name, deadline in found.items() if deadline is not None}

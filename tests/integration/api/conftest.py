@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import create_engine, delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateSchema, DropSchema
@@ -36,7 +37,7 @@ PG_SERVER_URL = os.environ.get(
 )
 SECRET = "orders-webhook-secret-for-tests"
 
-ORDERS = {
+ORDERS: dict[str, Any] = {
     "id": "orders",
     "version": "1",
     "triggers": {
@@ -63,7 +64,7 @@ ORDERS = {
         },
     },
 }
-FLAKY = {
+FLAKY: dict[str, Any] = {
     "id": "flaky",
     "version": "1",
     "steps": {
@@ -71,7 +72,12 @@ FLAKY = {
         "after": {"type": "Echo", "inputs": {"x": 1}, "runAfter": {"work": ["Succeeded"]}},
     },
 }
-OFF = {"id": "off", "version": "1", "enabled": False, "steps": {"a": {"type": "Echo"}}}
+OFF: dict[str, Any] = {
+    "id": "off",
+    "version": "1",
+    "enabled": False,
+    "steps": {"a": {"type": "Echo"}},
+}
 MANIFESTS = [ORDERS, FLAKY, OFF]
 
 
@@ -110,7 +116,7 @@ class Api:
     client: httpx.AsyncClient
     host: EmbeddedHost
     switches: Switches
-    app: Any
+    app: FastAPI
 
     async def wait_status(self, run_id: str, *statuses: str, timeout: float = 30) -> Any:
         """Polls ``GET /api/runs/{id}`` until the run is in one of ``statuses``."""

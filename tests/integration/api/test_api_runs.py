@@ -186,7 +186,10 @@ async def test_run_list_filters_paging_and_total(api: Api) -> None:
     _problem(await c.get("/api/runs", params={"cursor": "garbage"}), 400)
     _problem(await c.get("/api/runs", params={"status": "Nope"}), 422)
     _problem(await c.get("/api/runs", params={"startedAfter": "2026-01-01T00:00:00"}), 400)
-    assert RunStatus.FAILED == "Failed"
+    # Widened to str: mypy treats an enum literal and a str literal as never equal, though a
+    # StrEnum member is equal to its value.
+    failed_status: str = RunStatus.FAILED
+    assert failed_status == "Failed"
 
 
 async def test_schedules_pause_resume_override_and_fire(api: Api) -> None:

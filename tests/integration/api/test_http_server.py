@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 from floworch.hosting.http import HttpServer
 
 
-async def _ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
     assert scope["type"] == "http"
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}

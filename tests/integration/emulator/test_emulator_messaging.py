@@ -95,14 +95,15 @@ def test_properties_round_trip(emulator: ServiceBusEmulator, client: ServiceBusC
     assert msg.sequence_number == 1
     assert msg.enqueued_time_utc is not None
     assert locked_until is not None and locked_until > msg.enqueued_time_utc
+    assert msg.application_properties is not None
     got = {
         k.decode() if isinstance(k, bytes) else k: v for k, v in msg.application_properties.items()
-    }  # type: ignore[union-attr]
+    }
     assert got["text"] in ("héllo", "héllo".encode())
     assert got["int"] == 7 and got["float"] == 1.5
     assert got["flag"] is True
     assert got["raw"] == b"\x00\x01"
-    assert int(got["when"]) == int(when.timestamp() * 1000) or got["when"] == when  # type: ignore[call-overload]
+    assert int(got["when"]) == int(when.timestamp() * 1000) or got["when"] == when
 
 
 def test_batch_send_and_receive_and_delete(
@@ -162,6 +163,7 @@ def test_defer_and_receive_deferred(emulator: ServiceBusEmulator, client: Servic
         receiver.defer_message(first)
         receiver.complete_message(second)
         assert receiver.receive_messages(max_message_count=1, max_wait_time=1) == []
+        assert first.sequence_number is not None
         [deferred] = receiver.receive_deferred_messages([first.sequence_number])
         assert str(deferred) == "later"
         receiver.complete_message(deferred)

@@ -162,6 +162,7 @@ def test_topic_subscription_and_rules(client: ServiceBusAdministrationClient) ->
     assert rule.filter.correlation_id == "c1"
     assert rule.filter.label == "order"
     assert rule.filter.content_type == "application/json"
+    assert rule.filter.properties is not None
     assert dict(rule.filter.properties) == {
         "tenant": "a",
         "n": 7,
@@ -185,7 +186,9 @@ def test_topic_subscription_and_rules(client: ServiceBusAdministrationClient) ->
     rules = list(client.list_rules("events", "audit"))
     assert [r.name for r in rules] == ["$Default", "orders", "sql"]
     assert isinstance(rules[0].filter, TrueRuleFilter)
-    assert dict(rules[1].filter.properties)["tenant"] == "a"  # type: ignore[union-attr]
+    second = rules[1].filter
+    assert isinstance(second, CorrelationRuleFilter) and second.properties is not None
+    assert dict(second.properties)["tenant"] == "a"
 
     client.delete_rule("events", "audit", "$Default")
     assert [r.name for r in client.list_rules("events", "audit")] == ["orders", "sql"]

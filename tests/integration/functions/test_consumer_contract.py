@@ -30,10 +30,11 @@ from floworch.testing.consumer_contract import (
     RuntimeUnderTest,
 )
 from floworch.testing.tcp_proxy import TcpProxy
+from tests.integration.servicebus.conftest import declare_entities
 from tests.integration.servicebus.test_consumer_contract import ServiceBusEnvironment
 from tests.integration.storage.conftest import empty_tables
 
-from .conftest import declare_entities, functions_host
+from .conftest import functions_host
 
 pytestmark = [pytest.mark.emulator, pytest.mark.postgres, pytest.mark.slow]
 

@@ -22,8 +22,9 @@ from floworch.model import load_manifest
 from floworch.model.statuses import RunStatus
 from floworch.storage.factory import open_store
 from floworch.storage.port import Store
+from tests.integration.servicebus.conftest import declare_entities
 
-from .conftest import app_settings, declare_entities, fast_options, functions_host
+from .conftest import app_settings, fast_options, functions_host
 
 pytestmark = [pytest.mark.emulator]
 

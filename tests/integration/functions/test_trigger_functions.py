@@ -27,9 +27,10 @@ from floworch.storage.sql.store import SqlStore
 from floworch.storage.sql.urls import to_async_url
 from floworch.testing.consumer_contract import Gate, eventually
 from floworch.testing.tcp_proxy import TcpProxy
+from tests.integration.servicebus.conftest import declare_entities
 from tests.integration.storage.conftest import empty_tables
 
-from .conftest import declare_entities, functions_host
+from .conftest import functions_host
 
 pytestmark = [pytest.mark.emulator]
 

@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 from lark.exceptions import UnexpectedInput
 from pycep import BicepParser
+from pycep.typing import BicepJson
 
 ROOT = Path(__file__).resolve().parents[3]
 FILES = sorted((ROOT / "infra" / "bicep").rglob("*.bicep"))
 
 
-def parse_or_explain(parser: BicepParser, path: Path, text: str) -> dict[str, object]:
+def parse_or_explain(parser: BicepParser, path: Path, text: str) -> BicepJson:
     """Parses ``text``; a syntax error becomes one line ``path:line:column: ...``."""
     try:
-        result: dict[str, object] = parser.parse(text=text)
+        result = parser.parse(text=text)
     except UnexpectedInput as exc:
         where = f"{path.relative_to(ROOT).as_posix()}:{exc.line}:{exc.column}"
         lines = text.splitlines()

@@ -106,12 +106,11 @@ def test_apply_creates_everything_and_routes_each_flows_steps(
             assert receiver.peek_messages(max_message_count=5) == []
         # Triggers too; what no flow routes reaches "unrouted" instead of being dropped.
         with client.get_topic_sender("flow-triggers") as sender:
-            for message_id, props in (
-                ("t-hello", {"FlowId": "hello"}),
-                ("t-ghost", {"FlowId": "x"}),
-            ):
+            for message_id, flow_id in (("t-hello", "hello"), ("t-ghost", "x")):
                 sender.send_messages(
-                    ServiceBusMessage(b"{}", message_id=message_id, application_properties=props)
+                    ServiceBusMessage(
+                        b"{}", message_id=message_id, application_properties={"FlowId": flow_id}
+                    )
                 )
             sender.send_messages(ServiceBusMessage(b"{}", message_id="t-none"))
         for subscription, expected in (

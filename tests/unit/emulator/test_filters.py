@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from floworch.emulator.entities import (
@@ -30,14 +32,19 @@ def test_correlation_filter_needs_every_system_property_to_match() -> None:
         assert not predicate(bad), change
 
 
+def _only(attr: str, value: str) -> dict[str, Any]:
+    """Keyword arguments setting one property named at run time (mypy cannot follow the name)."""
+    return {attr: value}
+
+
 @pytest.mark.parametrize(
     "attr",
     ["message_id", "reply_to", "session_id", "reply_to_session_id"],
 )
 def test_correlation_filter_covers_each_system_property(attr: str) -> None:
-    predicate = compile_rule_filter(CorrelationFilter(**{attr: "v"}))
-    assert predicate(FilterMessage(**{attr: "v"}))
-    assert not predicate(FilterMessage(**{attr: "w"}))
+    predicate = compile_rule_filter(CorrelationFilter(**_only(attr, "v")))
+    assert predicate(FilterMessage(**_only(attr, "v")))
+    assert not predicate(FilterMessage(**_only(attr, "w")))
     assert not predicate(FilterMessage())
 
 

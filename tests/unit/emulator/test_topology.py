@@ -85,7 +85,7 @@ def test_loads_from_a_file(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_with_its_path() -> None:
-    bad = {
+    bad: dict[str, list[dict[str, Any]]] = {
         "queues": [
             {"name": "q", "lockDuration": "soon", "maxDeliveryCount": 0},
             {"name": "Q"},

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from floworch.engine.handlers import HandlerRegistry
+from floworch.storage.records import SignalOutcome
 from floworch.testing.host import FlowTestHost
 
 from .support import START, flow
@@ -60,9 +61,9 @@ async def test_fifty_concurrent_deliveries_exactly_one_wins() -> None:
             *(host.engine.deliver_signal(run_id, "approval", {"n": i}) for i in range(50))
         )
         run = await host.wait(run_id)
-    assert outcomes.count("Delivered") == 1
+    assert outcomes.count(SignalOutcome.DELIVERED) == 1
     assert set(outcomes) <= {"Delivered", "AlreadyDelivered", "NotFound"}
-    winner = outcomes.index("Delivered")
+    winner = outcomes.index(SignalOutcome.DELIVERED)
     assert run.steps["approve"].output == {"n": winner}
     assert run.status == "Succeeded"
 

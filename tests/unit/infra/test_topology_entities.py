@@ -23,7 +23,8 @@ from tests.unit.infra.test_bicep_policies import deploy
 def schema_path() -> Path:
     """The schema the repository's topology file names in ``$schema``."""
     document = json.loads((ROOT / TOPOLOGY).read_text(encoding="utf-8"))
-    return (ROOT / TOPOLOGY).parent / document["$schema"]
+    name: str = document["$schema"]
+    return (ROOT / TOPOLOGY).parent / name
 
 
 RICH_TOPOLOGY: dict[str, Any] = {

@@ -21,7 +21,8 @@ README_TEST_COMMAND = "bash scripts/test"
 
 
 def load(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
+    # Keys are not all strings until `on` is restored below, hence dict[Any, Any].
+    document: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
     if True in document:  # YAML 1.1 reads the key `on` as a boolean
         document["on"] = document.pop(True)
     return document

@@ -4,13 +4,14 @@ PostgreSQL and SQLite, so dialect mistakes show up without a server."""
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.dialects import mssql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from floworch.storage.sql import scan_statements as sc
 from floworch.storage.sql import statements as st
@@ -31,19 +32,32 @@ from floworch.storage.sql.schema import (
 
 def _sql_server_2019() -> Dialect:
     # What the dialect sets up after connecting to SQL Server 2019 / Azure SQL.
-    dialect = mssql.dialect(deprecate_large_types=True)
-    dialect.server_version_info = (15, 0)
+    # SQLAlchemy's dialect classes are unannotated: an untyped constructor, and a class attribute
+    # `server_version_info = ()` that mypy reads as tuple[()].
+    dialect = mssql.dialect(deprecate_large_types=True)  # type: ignore[no-untyped-call]
+    dialect.server_version_info = (15, 0)  # type: ignore[assignment]
     dialect._supports_offset_fetch = True
     return dialect
 
 
 DIALECTS: dict[str, Dialect] = {
     "mssql": _sql_server_2019(),
-    "postgresql": postgresql.dialect(),
+    "postgresql": postgresql.dialect(),  # type: ignore[no-untyped-call]  # unannotated
     "sqlite": sqlite.dialect(),
 }
 STEP_FIELDS = ("status", "output", "completed_at", "lease_owner")
-QUERY_SHAPES = (
+
+
+class QueryShape(TypedDict):
+    """The keyword arguments of ``select_runs`` and ``count_runs``."""
+
+    flow: bool
+    statuses: int
+    after: bool
+    before: bool
+
+
+QUERY_SHAPES: tuple[QueryShape, ...] = (
     {"flow": True, "statuses": 2, "after": True, "before": True},
     {"flow": False, "statuses": 0, "after": False, "before": False},
 )
@@ -138,13 +152,21 @@ NOT_STATEMENTS = {"primary_key_names", "like_prefix"}
 MSSQL_ABSENT = {"mark_dispatched_in", "upsert_row"}
 
 
-def _compile(stmt: Any, dialect: Dialect) -> str:
+def _compile(stmt: Stmt | ClauseElement, dialect: Dialect) -> str:
     """SQL Server runs statements through SQLAlchemy (which expands TOP at execution); the
     others through :func:`compile_statement`, which must accept every one of them."""
-    built = stmt.build() if isinstance(stmt, Stmt) else stmt
-    if dialect.name != "mssql" and isinstance(stmt, Stmt):
+    if not isinstance(stmt, Stmt):
+        return str(stmt.compile(dialect=dialect))
+    built = stmt.build()
+    if dialect.name != "mssql":
         return compile_statement(built, dialect).sql
-    return str(built.compile(dialect=dialect))
+    return str(_clause(built).compile(dialect=dialect))
+
+
+def _clause(statement: Executable) -> ClauseElement:
+    """``Executable`` is a mixin without ``compile``; every Core statement is a ClauseElement."""
+    assert isinstance(statement, ClauseElement)
+    return statement
 
 
 @pytest.mark.parametrize("name", sorted(DIALECTS))
@@ -216,9 +238,11 @@ def test_prefix_query_escapes_like_wildcards() -> None:
 
 
 def test_schedule_lock_renders_a_row_lock_per_dialect() -> None:
-    built = st.select_schedule_for_update().build()
-    assert "FOR UPDATE" in str(built.compile(dialect=postgresql.dialect()))
-    assert "UPDLOCK" in str(built.compile(dialect=mssql.dialect()))
+    built = _clause(st.select_schedule_for_update().build())
+    postgres = postgresql.dialect()  # type: ignore[no-untyped-call]  # unannotated in SQLAlchemy
+    assert "FOR UPDATE" in str(built.compile(dialect=postgres))
+    sql_server = mssql.dialect()  # type: ignore[no-untyped-call]  # unannotated in SQLAlchemy
+    assert "UPDLOCK" in str(built.compile(dialect=sql_server))
 
 
 def test_values_are_bind_parameters_never_baked_into_a_shape() -> None:

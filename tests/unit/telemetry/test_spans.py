@@ -39,7 +39,7 @@ class Recorded:
 
     def points(self, metric: str) -> list[tuple[dict[str, Any], Any]]:
         data = self.reader.get_metrics_data()
-        found = []
+        found: list[tuple[dict[str, Any], Any]] = []
         for rm in data.resource_metrics if data else []:
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
