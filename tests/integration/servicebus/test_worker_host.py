@@ -23,6 +23,7 @@ from floworch.engine.context import StepContext
 from floworch.engine.envelope import StepEnvelope
 from floworch.engine.handlers import HandlerRegistry, StepResult
 from floworch.engine.ports import Dispatcher
+from floworch.errors import StepError
 from floworch.hosting.worker import WorkerHost, WorkerSettings
 from floworch.model import load_manifest
 from floworch.runtime.servicebus.config import ServiceBusConnection, ServiceBusSettings
@@ -452,3 +453,39 @@ async def test_a_step_longer_than_the_message_lock_keeps_its_lock(
     assert calls == Counter({"a": 1})
     assert pump.stats.received == 1 and pump.stats.completed == 1
     assert pump.stats.settle_failures == 0
+
+
+async def test_a_retried_foreach_finishes_through_duplicate_detection(
+    emulator: ServiceBusEmulator, store: Store
+) -> None:
+    """Issue 9.1 as it was found: `floworch retry RUN each` on Service Bus re-created the loop's
+    steps under their first message ids, duplicate detection dropped them, and they sat Pending.
+    The topic here detects duplicates, as deployed ones do."""
+    reg = HandlerRegistry()
+    declined = {2}
+    charged: Counter[int] = Counter()
+
+    @reg.handler("Charge")
+    async def charge(inputs: Any) -> Any:
+        charged[inputs] += 1
+        if inputs in declined:
+            raise StepError("declined", retryable=False)
+        return inputs
+
+    body = {"charge": {"type": "Charge", "inputs": "@item()"}}
+    flow = manifest("retried", {"each": {"type": "ForEach", "forEach": [1, 2, 3], "steps": body}})
+    sb = declare_entities(emulator, ["retried"], duplicate_detection=True)
+    async with worker(emulator, store, [flow], reg, sb) as host:
+        await host.wait_receiving()
+        started = await host.engine.trigger("retried")
+        assert started.run_id is not None
+        first = await host.engine.wait_for_run(started.run_id, timeout=60)
+        assert first.status == "Failed"
+        declined.clear()
+        await host.engine.retry_step(started.run_id, "each")
+        again = await host.engine.wait_for_run(started.run_id, timeout=60)
+        pump = host.step_pumps["retried"]
+    assert again.status == "Succeeded", again.to_dict()
+    assert again.steps["each"].output == [1, 2, 3]
+    assert charged == Counter({1: 2, 2: 2, 3: 2})  # every iteration ran again, once
+    assert pump.stats.dead_lettered == 0
