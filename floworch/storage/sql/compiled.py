@@ -156,22 +156,7 @@ def compile_statement(statement: Executable, dialect: Dialect) -> Compiled:
         fixed = not param.required
         lookup = name.removeprefix(BIND_PREFIX) if param.required else name
         binds.append((lookup, process, fixed, param.effective_value if fixed else None))
-    columns: list[str] = []
-    processors: list[Processor] = []
-    for column in _result_columns(statement):
-        columns.append(column.key)
-        processors.append(_processors(column.type, dialect)[1])
-    return Compiled(
-        sql=compiled.string,
-        positional=positional,
-        binds=tuple(binds),
-        placeholders=tuple(names),
-        columns=tuple(columns),
-        processors=tuple(processors),
-        processed=any(p is not None for p in processors),
-        processed_columns=tuple((i, p) for i, p in enumerate(processors) if p is not None),
-        writes=bool(compiled.isinsert or compiled.isupdate or compiled.isdelete),
-    )
+    return _assemble(statement, compiled, dialect, positional, binds, names)
 
 
 def compile_adhoc(statement: Executable, dialect: Dialect) -> Compiled:
@@ -188,14 +173,26 @@ def compile_adhoc(statement: Executable, dialect: Dialect) -> Compiled:
     for name in names:
         type_ = types.get(name) or types[name.rsplit("_", 1)[0]]
         binds.append((name, _processors(type_, dialect)[0], True, values[name]))
-    columns = [column.key for column in _result_columns(statement)]
-    processors = [_processors(column.type, dialect)[1] for column in _result_columns(statement)]
+    return _assemble(statement, compiled, dialect, positional, binds, names)
+
+
+def _assemble(
+    statement: Executable,
+    compiled: Any,
+    dialect: Dialect,
+    positional: bool,
+    binds: list[tuple[str, Processor, bool, Any]],
+    names: Sequence[str],
+) -> Compiled:
+    """The :class:`Compiled` of a statement, with its result columns' processors."""
+    results = _result_columns(statement)
+    processors = [_processors(column.type, dialect)[1] for column in results]
     return Compiled(
         sql=compiled.string,
         positional=positional,
         binds=tuple(binds),
         placeholders=tuple(names),
-        columns=tuple(columns),
+        columns=tuple(column.key for column in results),
         processors=tuple(processors),
         processed=any(p is not None for p in processors),
         processed_columns=tuple((i, p) for i, p in enumerate(processors) if p is not None),
