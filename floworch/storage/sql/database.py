@@ -9,6 +9,7 @@ written once against :class:`SqlConnection`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import URL, Dialect
 
+from floworch.errors import StorageUnavailableError
 from floworch.storage.sql.compiled import Row, Stmt
+from floworch.storage.sql.errors import describe_url
 
 NO_VALUES: Mapping[str, Any] = {}
 
@@ -95,3 +98,18 @@ class Database(Protocol):
 
     async def close(self) -> None:
         """Closes every connection."""
+
+
+async def acquire_pool_slot(slots: asyncio.Semaphore, timeout: float, url: URL) -> None:
+    """Waits for a free connection slot of a pool; one clear error when none frees in time.
+
+    Raises:
+        StorageUnavailableError: the pool stayed exhausted for ``timeout`` seconds.
+    """
+    try:
+        await asyncio.wait_for(slots.acquire(), timeout)
+    except TimeoutError:
+        raise StorageUnavailableError(
+            f"no free connection to the {describe_url(url)} within {timeout:g} s "
+            "(pool exhausted); raise the pool size or lower the concurrency"
+        ) from None

@@ -21,10 +21,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.sql import Executable
 
-from floworch.errors import StorageUnavailableError
 from floworch.storage.sql.compiled import BIND_PREFIX, Stmt
-from floworch.storage.sql.database import NO_VALUES, Result, SqlConnection, SqlStats
-from floworch.storage.sql.errors import describe_url
+from floworch.storage.sql.database import (
+    NO_VALUES,
+    Result,
+    SqlConnection,
+    SqlStats,
+    acquire_pool_slot,
+)
 from floworch.storage.sql.lanes import Lane, shielded
 from floworch.storage.sql.writes import is_duplicate_key
 
@@ -173,13 +177,7 @@ class LaneDatabase:
         self._slots = asyncio.Semaphore(max(1, size))
 
     async def _acquire(self) -> LaneConnection:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._timeout)
-        except TimeoutError:
-            raise StorageUnavailableError(
-                f"no free connection to the {describe_url(self.url)} within {self._timeout:g} s "
-                "(pool exhausted); raise the pool size or lower the concurrency"
-            ) from None
+        await acquire_pool_slot(self._slots, self._timeout, self.url)
         if self._idle:
             return self._idle.pop()
         lane = Lane(f"floworch-sql-{len(self._all)}")

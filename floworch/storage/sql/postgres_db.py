@@ -25,10 +25,14 @@ import psycopg
 from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 from sqlalchemy.engine import URL, Dialect
 
-from floworch.errors import StorageUnavailableError
 from floworch.storage.sql.compiled import StatementCache, Stmt
-from floworch.storage.sql.database import NO_VALUES, Result, SqlConnection, SqlStats
-from floworch.storage.sql.errors import describe_url
+from floworch.storage.sql.database import (
+    NO_VALUES,
+    Result,
+    SqlConnection,
+    SqlStats,
+    acquire_pool_slot,
+)
 from floworch.storage.sql.lanes import Lane, shielded
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
@@ -148,13 +152,7 @@ class PostgresDatabase:
         return PgConnection(raw, lane, self._cache, self.stats)
 
     async def _acquire(self) -> PgConnection:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._timeout)
-        except TimeoutError:
-            raise StorageUnavailableError(
-                f"no free connection to the {describe_url(self.url)} within {self._timeout:g} s "
-                "(pool exhausted); raise the pool size or lower the concurrency"
-            ) from None
+        await acquire_pool_slot(self._slots, self._timeout, self.url)
         try:
             while self._idle:
                 conn = self._idle.pop()
