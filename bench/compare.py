@@ -15,7 +15,8 @@ ratios as the median of per-round ratios (``peer seconds / floworch seconds``: a
 floworch is faster). Every run's result is checked, and each store is checked afterwards: every
 floworch step succeeded exactly once (rows, attempt history, handler calls), DBOS's
 operation_outputs rows equal the steps it executed. For floworch's SQL backends it also prints
-SQL statements (BEGIN/COMMIT included), commits and connections opened per step transition.
+SQL statements (BEGIN/COMMIT included), round trips, commits and connections opened per step
+transition.
 
 Usage::
 
@@ -146,19 +147,17 @@ def print_tables(records: Records, engines: list[str], workloads: list[str]) -> 
     sql = [e for e in engines if e.startswith("floworch-") and e != "floworch-memory"]
     if sql:
         print("\n## floworch SQL per step transition (timed runs, the store's counters)\n")
-        print("| engine | workload | statements | commits | connections opened |")
-        print("|---|---|---:|---:|---:|")
+        print("| engine | workload | statements | round trips | commits | connections opened |")
+        print("|---|---|---:|---:|---:|---:|")
         for engine in sql:
             for workload in workloads:
                 found = records.get((engine, workload), [])
-                values = [_median_of(found, k) for k in ("stmts_per_step", "commits_per_step")]
-                checkouts = _median_of(found, "checkouts_per_step")
+                keys = ("stmts_per_step", "round_trips_per_step", "commits_per_step")
+                values = [_median_of(found, k) for k in (*keys, "checkouts_per_step")]
                 if values[0] is None:
                     continue
-                print(
-                    f"| {engine} | {workload} | {values[0]:.2f} | {values[1]:.2f} | "
-                    f"{checkouts if checkouts is not None else float('nan'):.2f} |"
-                )
+                cells = " | ".join("-" if v is None else f"{v:.2f}" for v in values)
+                print(f"| {engine} | {workload} | {cells} |")
 
 
 def main() -> None:

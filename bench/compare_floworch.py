@@ -10,7 +10,8 @@ does: an :class:`EmbeddedHost` over the store, ``engine.trigger`` then ``engine.
 After the timed runs it checks, in the store, that every run succeeded, that every step row
 succeeded at attempt 1 with exactly one attempt recorded, and that each handler ran exactly once
 per step (an in-process counter), so a run that skipped or repeated steps fails the record.
-SQL statements (``BEGIN`` and ``COMMIT`` included), commits and connections opened are read from
+SQL statements (``BEGIN`` and ``COMMIT`` included), round trips (PostgreSQL sends held-back
+statements together), commits and connections opened are read from
 the store's own counters (``SqlStore.stats``: the adapter runs statements on the drivers'
 connections, not through SQLAlchemy's execution, so SQLAlchemy's event hooks see none of them)
 over the timed runs and divided by the number of step transitions.
@@ -144,21 +145,22 @@ class Calls:
 
 
 class SqlCounters:
-    """Statements, commits and connections the SQL store sent, counted only while a timed run
-    is in flight (not the reconciler's idle ticks between runs)."""
+    """Statements, round trips, commits and connections the SQL store sent, counted only while
+    a timed run is in flight (not the reconciler's idle ticks between runs)."""
+
+    FIELDS = ("statements", "round_trips", "commits", "connections")
 
     def __init__(self, store: Store) -> None:
         self._stats: Any = getattr(store, "stats", None)
-        self.statements = self.commits = self.connections = 0
-        self._start: tuple[int, int, int] | None = None
+        self.totals = dict.fromkeys(self.FIELDS, 0)
+        self._start: dict[str, int] | None = None
 
     @property
     def enabled(self) -> bool:
         return self._stats is not None
 
-    def _now(self) -> tuple[int, int, int]:
-        s = self._stats
-        return (s.statements, s.commits, s.connections)
+    def _now(self) -> dict[str, int]:
+        return {name: getattr(self._stats, name) for name in self.FIELDS}
 
     def resume(self) -> None:
         if self.enabled:
@@ -167,9 +169,8 @@ class SqlCounters:
     def pause(self) -> None:
         if self.enabled and self._start is not None:
             now = self._now()
-            self.statements += now[0] - self._start[0]
-            self.commits += now[1] - self._start[1]
-            self.connections += now[2] - self._start[2]
+            for name in self.FIELDS:
+                self.totals[name] += now[name] - self._start[name]
             self._start = None
 
 
@@ -246,9 +247,11 @@ async def measure_workload(
                 run_ids.append(run_id)
             transitions = steps * runs
             if counters.enabled:
-                record["stmts_per_step"] = round(counters.statements / transitions, 2)
-                record["commits_per_step"] = round(counters.commits / transitions, 2)
-                record["checkouts_per_step"] = round(counters.connections / transitions, 2)
+                totals = counters.totals
+                record["stmts_per_step"] = round(totals["statements"] / transitions, 2)
+                record["round_trips_per_step"] = round(totals["round_trips"] / transitions, 2)
+                record["commits_per_step"] = round(totals["commits"] / transitions, 2)
+                record["checkouts_per_step"] = round(totals["connections"] / transitions, 2)
         record["check"] = await verify_store(store, run_ids, steps, calls)
     finally:
         await store.close()

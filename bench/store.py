@@ -3,8 +3,8 @@
 One transition is the engine's hot path for one step, against the store alone:
 ``claim_step``; a ``run_transaction`` that finishes the step, inserts the successor's step row
 and ledger row (chain) or decrements the run's remaining count (fan-out leaves) and appends an
-event; then ``mark_dispatched``. Statements (BEGIN and COMMIT included) and commits are the
-store's own counters (``SqlStore.stats``).
+event; then ``mark_dispatched``. Statements (BEGIN and COMMIT included), round trips and
+commits are the store's own counters (``SqlStore.stats``).
 
 Run: ``.venv/bin/python bench/store.py [--pg URL] [--skip-pg]``. Figures, not pass/fail.
 """
@@ -44,12 +44,13 @@ LEASE = NOW + timedelta(minutes=5)
 @dataclass
 class Counter:
     statements: int = 0
+    round_trips: int = 0
     commits: int = 0
 
 
 def count_statements(store: SqlStore) -> Counter:
     """Counts from now on (the store's stats, read again in :func:`measure`)."""
-    return Counter(store.stats.statements, store.stats.commits)
+    return Counter(store.stats.statements, store.stats.round_trips, store.stats.commits)
 
 
 def _run(run_id: str, remaining: int) -> RunRecord:
@@ -131,7 +132,7 @@ async def fan_out(store: SqlStore, width: int, workers: int) -> int:
 
 async def measure(
     store: SqlStore, label: str, workers: int, work: Callable[[], Awaitable[int]]
-) -> tuple[str, int, int, float, float, float]:
+) -> tuple[str, int, int, float, float, float, float]:
     counter = count_statements(store)
     started = time.perf_counter()
     transitions = await work()
@@ -142,6 +143,7 @@ async def measure(
         transitions,
         transitions / elapsed,
         (store.stats.statements - counter.statements) / transitions,
+        (store.stats.round_trips - counter.round_trips) / transitions,
         (store.stats.commits - counter.commits) / transitions,
     )
 
@@ -202,12 +204,21 @@ async def main() -> None:
             rows += await bench_backend("postgresql", url, pg=True)
         finally:
             drop()
-    header = ("backend", "shape", "workers", "transitions", "per second", "stmts/tr", "tx/tr")
+    header = (
+        "backend",
+        "shape",
+        "workers",
+        "transitions",
+        "per second",
+        "stmts/tr",
+        "trips/tr",
+        "tx/tr",
+    )
     print(" | ".join(f"{h:>12}" for h in header))
-    for backend, shape, workers, n, rate, stmts, txs in rows:
+    for backend, shape, workers, n, rate, stmts, trips, txs in rows:
         print(
             f"{backend:>12} | {shape:>12} | {workers:>12} | {n:>12} | {rate:>12.0f} | "
-            f"{stmts:>12.2f} | {txs:>12.2f}"
+            f"{stmts:>12.2f} | {trips:>12.2f} | {txs:>12.2f}"
         )
 
 

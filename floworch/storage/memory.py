@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from floworch.errors import RunNotFoundError
+from floworch.errors import ConflictError, RunNotFoundError
 from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.leases import MemoryLeases
 from floworch.storage.memory_api import MemoryApiMixin, WebhookLog
@@ -101,7 +101,7 @@ class MemoryTx:
 
     async def insert_run(self, run: RunRecord) -> None:
         if run.run_id in self._s.runs:
-            raise ValueError(f"run {run.run_id!r} already exists")
+            raise ConflictError(f"run {run.run_id!r} already exists")
         self._set(self._s.runs, run.run_id, run)
         self._set(self._s.steps, run.run_id, {})
 
@@ -160,7 +160,7 @@ class MemoryTx:
         for step in steps:
             table = self._run_steps(step.run_id)
             if step.step_key in table:
-                raise ValueError(f"step {step.step_key!r} of run {step.run_id!r} already exists")
+                raise ConflictError(f"step {step.step_key!r} of run {step.run_id!r} already exists")
             self._set(table, step.step_key, step)
 
     async def get_steps(self, run_id: str, keys: Collection[str]) -> dict[str, StepRecord]:

@@ -7,9 +7,10 @@ predecessors finishing at once can never both miss that their successor became r
 adapter (memory, SQL) implements every method with the same semantics; the shared suite in
 ``floworch.testing.store_contract`` proves it.
 
-A step transition on the hot path is three round trips: ``claim_step`` (claim + mark running +
+A step transition on the hot path is three store calls: ``claim_step`` (claim + mark running +
 read the run), the completion transaction (result + successors + ledger rows), and
-``mark_dispatched`` after the messages went out.
+``mark_dispatched`` after the messages went out (none for an in-memory hand-off). How many
+database round trips each costs is the adapter's business (see docs/storage.md).
 """
 
 from __future__ import annotations

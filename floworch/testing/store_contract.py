@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from floworch.errors import RunNotFoundError
+from floworch.errors import ConflictError, RunNotFoundError
 from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.records import (
     AttemptRecord,
@@ -210,6 +210,41 @@ class StoreContract:
             ("a", StepStatus.PENDING)
         ]
         assert await store.list_events(run.run_id) == []
+
+    async def test_a_duplicate_step_fails_its_whole_transaction(self, store: Any) -> None:
+        # A write may be held back and sent with a later statement or the commit (PostgreSQL
+        # pipelines them); its error still fails the transaction, nothing of it stays, and the
+        # store stays usable.
+        run = await _new_run(store, "a")
+        with pytest.raises(ConflictError):
+            async with store.run_transaction(run.run_id) as tx:
+                await tx.update_run(run.run_id, remaining_delta=-1)
+                await tx.insert_steps([_step(run.run_id, "a")])
+                await tx.append_events([EventRecord(run.run_id, "x", T0)])
+        got = await store.get_run(run.run_id)
+        assert got is not None and got.remaining == run.remaining
+        assert await store.list_events(run.run_id) == []
+        async with store.run_transaction(run.run_id) as tx:
+            await tx.insert_steps([_step(run.run_id, "b")])
+            await tx.append_events([EventRecord(run.run_id, "y", T0)])
+        assert [e.kind for e in await store.list_events(run.run_id)] == ["y"]
+        assert [s.step_key for s in await store.get_steps(run.run_id)] == ["a", "b"]
+
+    async def test_update_run_returns_the_row_as_committed(self, store: Any) -> None:
+        run = await _new_run(store)
+        async with store.run_transaction(run.run_id) as tx:
+            await tx.update_run(run.run_id, remaining_delta=-1, seq_floor=3)
+            locked = await tx.update_run(
+                run.run_id, status=RunStatus.FAILED, completed_at=T0, cancel_reason="why"
+            )
+            assert await tx.get_run(run.run_id) == locked
+        assert await store.get_run(run.run_id) == locked
+        async with store.transaction() as tx:  # not locked: the row comes from the database
+            unlocked = await tx.update_run(
+                run.run_id, status=RunStatus.RUNNING, clear_completed=True, remaining_delta=2
+            )
+        assert unlocked.remaining == run.remaining + 1 and unlocked.completed_at is None
+        assert await store.get_run(run.run_id) == unlocked
 
     async def test_list_runs_filters_pages_and_counts(self, store: Any) -> None:
         ids = []

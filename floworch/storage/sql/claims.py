@@ -10,6 +10,12 @@ committed; SQLite has one writer at a time). The lease lives on the step row
 of the first schema revision is no longer written.
 
 A claim that did not succeed reads once to say why (stale, already claimed, run not found).
+
+The claim commits without waiting for the disk (:meth:`SqlConnection.execute_unflushed`). A
+crash of the process never loses it; a power loss or a crash of the database server before the
+step's completion committed may, and then the step is Pending again at its seq and the
+reconciler sends it once more: the handler runs again, as after a worker that died mid-step
+(handlers run at least once). The completion transaction commits durably, and with it the claim.
 """
 
 from __future__ import annotations
@@ -44,10 +50,10 @@ async def claim_on(
         "now": now,
     }
     with_run = conn.dialect_name in st.ON_CONFLICT_DIALECTS
-    result = await conn.execute(sc.start_step(with_run=with_run), values)
+    result = await conn.execute_unflushed(sc.start_step(with_run=with_run), values)
     outcome = ClaimOutcome.ACQUIRED
     if not result.rows:
-        result = await conn.execute(sc.take_over_step(with_run=with_run), values)
+        result = await conn.execute_unflushed(sc.take_over_step(with_run=with_run), values)
         outcome = ClaimOutcome.TAKEN_OVER
     step = result.first()
     if step is None:

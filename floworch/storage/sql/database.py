@@ -1,7 +1,7 @@
 """The adapter's view of one database: connections that run compiled statements.
 
 Three implementations share these protocols: SQLite (``sqlite3`` on the event loop's own thread,
-see :mod:`floworch.storage.sql.sqlite_db`), PostgreSQL (psycopg's native asyncio connection, see
+see :mod:`floworch.storage.sql.sqlite_db`), PostgreSQL (psycopg on one thread per connection, see
 :mod:`floworch.storage.sql.postgres_db`) and SQL Server (SQLAlchemy's pyodbc dialect on one
 thread per connection, see :mod:`floworch.storage.sql.mssql_db`). The store's operations are
 written once against :class:`SqlConnection`.
@@ -30,12 +30,16 @@ class SqlStats:
 
     Attributes:
         statements: every statement sent to the driver, ``BEGIN`` and ``COMMIT`` included.
+        round_trips: requests that waited for the database's answer. PostgreSQL sends the
+            statements a transaction held back together with the next one (one pipeline, one
+            round trip); elsewhere each statement is one.
         commits: transactions committed: explicit commits plus writes run outside a transaction
             (each commits on its own).
         connections: connections opened.
     """
 
     statements: int = 0
+    round_trips: int = 0
     commits: int = 0
     connections: int = 0
 
@@ -66,6 +70,20 @@ class SqlConnection(Protocol):
 
     async def execute(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
         """Runs one statement with its bind values."""
+
+    async def execute_later(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> None:
+        """Runs a statement whose rows and row count the caller does not need. In a
+        transaction the connection may hold it back and send it with the next statement or the
+        commit (PostgreSQL: in one round trip); an error of it then surfaces there, and the
+        transaction fails all the same. Outside a transaction it runs at once."""
+
+    async def execute_unflushed(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
+        """Runs one write outside a transaction, committed without waiting for the disk
+        (PostgreSQL: ``synchronous_commit`` off for that transaction; SQLite: ``synchronous =
+        NORMAL`` for that statement). A crash of this process never loses it; a power loss or a
+        crash of the database server may, unless a later ordinary commit reached the disk first
+        (the log is written in order, so that commit flushes this one too). SQL Server runs it
+        as :meth:`execute`."""
 
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:
         """Runs one statement once per parameter set (no rows come back)."""

@@ -85,6 +85,7 @@ class LaneConnection:
             self._stats.connections += 1
             conn.execution_options(**self._options.transaction)
             self._stats.statements += 1
+            self._stats.round_trips += 1
             conn.begin()
             self._conn, self._in_tx = conn, True
 
@@ -94,6 +95,7 @@ class LaneConnection:
         def run() -> None:
             if self._conn is not None and self._in_tx:
                 self._stats.statements += 1
+                self._stats.round_trips += 1
                 self._conn.commit()
                 self._stats.commits += 1
             self._close()
@@ -118,6 +120,7 @@ class LaneConnection:
 
         def run() -> Result:
             self._stats.statements += 1
+            self._stats.round_trips += 1
             result = self._connection().execute(statement, _named(values))
             rows = [tuple(row) for row in result.all()] if result.returns_rows else []
             columns = tuple(result.keys()) if result.returns_rows else ()
@@ -127,11 +130,18 @@ class LaneConnection:
 
         return await self._lane.call(run)
 
+    async def execute_later(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> None:
+        await self.execute(stmt, values)  # pyodbc has no pipeline: every statement waits
+
+    async def execute_unflushed(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
+        return await self.execute(stmt, values)  # delayed durability is the database's choice
+
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:
         statement = self._statement(stmt)
 
         def run() -> None:
             self._stats.statements += 1
+            self._stats.round_trips += 1
             self._connection().execute(statement, [_named(v) for v in values])
 
         await self._lane.call(run)
@@ -144,6 +154,7 @@ class LaneConnection:
             try:
                 with conn.begin_nested():
                     self._stats.statements += 1
+                    self._stats.round_trips += 1
                     conn.execute(statement, _named(values))
                 return True
             except sa_exc.IntegrityError as exc:

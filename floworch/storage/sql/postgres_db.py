@@ -40,7 +40,14 @@ _UNUSABLE = (psycopg.pq.TransactionStatus.ACTIVE, psycopg.pq.TransactionStatus.U
 
 
 class PgConnection:
-    """One psycopg connection (autocommit) and the lane it runs on."""
+    """One psycopg connection (autocommit) and the lane it runs on.
+
+    Inside a transaction, statements whose result nobody reads (``BEGIN``, and the writes the
+    store sends with :meth:`execute_later`) are held back and sent with the next statement that
+    does return something, or with the ``COMMIT``, in one pipeline: one round trip for all of
+    them. An error of a held-back statement surfaces there, and the transaction then fails as it
+    would have at that statement.
+    """
 
     dialect_name = "postgresql"
 
@@ -51,30 +58,59 @@ class PgConnection:
         self.lane = lane
         self.opened = time.monotonic()
         self._cursor = raw.cursor()
+        self._aside = raw.cursor()  # runs the held-back statements, whose results are dropped
         self._cache = cache
         self._stats = stats
+        self._held: list[_Held] = []
+        self._open = False  # a transaction was begun (its BEGIN may still be held back)
 
     async def execute(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
         compiled = self._cache.get(stmt)
         params = compiled.parameters(values)
-        cursor = self._cursor
-
-        def run() -> tuple[list[Any], int]:
-            cursor.execute(compiled.sql, params)
-            found = cursor.fetchall() if cursor.description is not None else []
-            return found, cursor.rowcount
-
+        held = self._take_held()
         self._stats.statements += 1
-        found, count = await self.lane.call(run)
+        self._stats.round_trips += 1
+        found, count = await self.lane.call(lambda: self._send(held, (compiled.sql, params)))
         if compiled.writes and not self.in_transaction:
             self._stats.commits += 1
+        return Result(compiled.rows(found) if found else [], count, compiled.columns)
+
+    async def execute_later(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> None:
+        if not self._open:
+            await self.execute(stmt, values)
+            return
+        compiled = self._cache.get(stmt)
+        self._held.append((compiled.sql, compiled.parameters(values)))
+        self._stats.statements += 1
+
+    async def execute_unflushed(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
+        if self._open:
+            raise RuntimeError("execute_unflushed runs alone, never in a transaction")
+        compiled = self._cache.get(stmt)
+        params = compiled.parameters(values)
+        # One round trip: a transaction of its own whose commit does not wait for the WAL flush.
+        held: list[_Held] = [("BEGIN", None), (_NO_FLUSH, None)]
+        self._stats.statements += 4
+        self._stats.round_trips += 1
+        found, count = await self.lane.call(
+            lambda: self._send(held, (compiled.sql, params), then_commit=True)
+        )
+        self._stats.commits += 1
         return Result(compiled.rows(found) if found else [], count, compiled.columns)
 
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:
         compiled = self._cache.get(stmt)
         params = [compiled.parameters(v) for v in values]
+        held = self._take_held()
         self._stats.statements += 1
-        await self.lane.call(lambda: self._cursor.executemany(compiled.sql, params))
+        self._stats.round_trips += 1
+
+        def run() -> None:
+            if held:
+                self._send(held, None)
+            self._cursor.executemany(compiled.sql, params)
+
+        await self.lane.call(run)
         if compiled.writes and not self.in_transaction:
             self._stats.commits += 1
 
@@ -83,7 +119,7 @@ class PgConnection:
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != _IDLE
+        return self._open or self.raw.info.transaction_status != _IDLE
 
     @property
     def broken(self) -> bool:
@@ -91,22 +127,88 @@ class PgConnection:
         return self.raw.closed or self.raw.broken or self.raw.info.transaction_status in _UNUSABLE
 
     async def begin(self) -> None:
+        # Autocommit connection: the transaction is explicit (psycopg has no BEGIN call), and
+        # its BEGIN travels with the transaction's first statement.
         self._stats.statements += 1
-        # Autocommit connection: the transaction is explicit. psycopg has no BEGIN call.
-        await self.lane.call(lambda: self._cursor.execute("BEGIN"))
+        self._held.append(("BEGIN", None))
+        self._open = True
 
     async def commit(self) -> None:
+        held = self._take_held()
+        self._open = False
+        if held == [("BEGIN", None)]:
+            # Nothing reached the server: an empty transaction has nothing to commit.
+            self._stats.statements -= 1
+            return
         self._stats.statements += 1
-        await self.lane.call(self.raw.commit)
+        self._stats.round_trips += 1
+        if held:
+            await self.lane.call(lambda: self._send(held, None, then_commit=True))
+        else:
+            await self.lane.call(self.raw.commit)
         self._stats.commits += 1
 
     async def rollback(self) -> None:
+        self._held = []  # never sent: nothing to undo on the server
+        self._open = False
+
         def run() -> None:
-            if not self.broken and self.in_transaction:
+            if not self.broken and self.raw.info.transaction_status != _IDLE:
                 self._stats.statements += 1
+                self._stats.round_trips += 1
                 self.raw.rollback()
 
         await self.lane.call(run)
+
+    def _take_held(self) -> list[_Held]:
+        held, self._held = self._held, []
+        return held
+
+    def _send(
+        self, held: list[_Held], last: _Held | None, *, then_commit: bool = False
+    ) -> tuple[list[Any], int]:
+        """Runs on the lane: the held-back statements, then ``last`` (whose rows and row count
+        come back) and, with ``then_commit``, a ``COMMIT``, in one pipeline when there is more
+        than one statement. On an error, a transaction opened by ``held`` for a one-shot
+        statement is rolled back; a caller's transaction is left to its ``rollback``."""
+        cursor = self._cursor
+        if not held and not then_commit:
+            assert last is not None
+            cursor.execute(last[0], last[1])
+            found = cursor.fetchall() if cursor.description is not None else []
+            return found, cursor.rowcount
+        error: psycopg.Error | None = None
+        found, count = [], -1
+        try:
+            with self.raw.pipeline() as pipeline:
+                try:
+                    for sql, params in held:
+                        self._aside.execute(sql, params)
+                    if last is not None:
+                        cursor.execute(last[0], last[1])
+                    if then_commit:
+                        self._aside.execute("COMMIT")
+                    pipeline.sync()
+                    if last is not None:
+                        found = cursor.fetchall() if cursor.description is not None else []
+                        count = cursor.rowcount
+                except psycopg.Error as exc:
+                    error = exc  # raised below, once the pipeline is closed
+        except psycopg.Error as exc:  # pragma: no cover - the connection failed while closing
+            error = error or exc
+        if error is not None:
+            if then_commit and not self.broken and self.raw.info.transaction_status != _IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    self._stats.statements += 1
+                    self.raw.rollback()
+            raise error
+        return found, count
+
+
+_Held = tuple[str, Any]
+"""A statement's SQL and its driver parameters (None: a fixed text with no parameters)."""
+_NO_FLUSH = "SET LOCAL synchronous_commit TO OFF"
+"""The one setting floworch changes, for one transaction at a time (see execute_unflushed)."""
 
 
 class PostgresDatabase:

@@ -55,9 +55,17 @@ class SqliteConnection:
     dialect_name = "sqlite"
 
     def __init__(
-        self, raw: sqlite3.Connection, cache: StatementCache, stats: SqlStats, busy: float
+        self,
+        raw: sqlite3.Connection,
+        cache: StatementCache,
+        stats: SqlStats,
+        busy: float,
+        *,
+        full: bool = False,
     ) -> None:
         self.raw = raw
+        self._full = full
+        self._wal = False  # seen in WAL mode (a file never leaves it once switched)
         self._cache = cache
         self._stats = stats
         self._busy = busy
@@ -67,6 +75,7 @@ class SqliteConnection:
         params = compiled.parameters(values)
         raw = self.raw
         self._stats.statements += 1
+        self._stats.round_trips += 1
         try:
             cursor = raw.execute(compiled.sql, params)
             found = cursor.fetchall()
@@ -76,6 +85,7 @@ class SqliteConnection:
 
             def again() -> tuple[sqlite3.Cursor, list[Any]]:
                 self._stats.statements += 1
+                self._stats.round_trips += 1
                 retried = raw.execute(compiled.sql, params)
                 return retried, retried.fetchall()
 
@@ -84,6 +94,27 @@ class SqliteConnection:
             self._stats.commits += 1
         return Result(compiled.rows(found) if found else [], cursor.rowcount, compiled.columns)
 
+    async def execute_later(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> None:
+        await self.execute(stmt, values)  # in-process: holding it back would save nothing
+
+    async def execute_unflushed(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
+        if not self._full or self.raw.in_transaction or not self._in_wal():
+            return await self.execute(stmt, values)
+        # WAL with synchronous=NORMAL writes the commit to the log without an fsync; the next
+        # FULL commit fsyncs the log, and this commit with it.
+        self.raw.execute("PRAGMA synchronous = NORMAL")
+        try:
+            return await self.execute(stmt, values)
+        finally:
+            self.raw.execute("PRAGMA synchronous = FULL")
+
+    def _in_wal(self) -> bool:
+        """Whether the file is in WAL mode, where ``synchronous = NORMAL`` cannot corrupt it."""
+        if not self._wal:
+            row = self.raw.execute("PRAGMA journal_mode").fetchone()
+            self._wal = bool(row) and str(row[0]).lower() == "wal"
+        return self._wal
+
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:
         compiled = self._cache.get(stmt)
         params = [compiled.parameters(v) for v in values]
@@ -91,6 +122,7 @@ class SqliteConnection:
 
         def run() -> None:
             self._stats.statements += 1
+            self._stats.round_trips += 1
             raw.executemany(compiled.sql, params)
 
         await self._patiently(run, retry=not raw.in_transaction)
@@ -105,6 +137,7 @@ class SqliteConnection:
 
         def run() -> None:
             self._stats.statements += 1
+            self._stats.round_trips += 1
             # No SQLAlchemy construct exists for BEGIN IMMEDIATE; a fixed string like the PRAGMAs.
             self.raw.execute("BEGIN IMMEDIATE")
 
@@ -115,6 +148,7 @@ class SqliteConnection:
     async def commit(self) -> None:
         def run() -> None:
             self._stats.statements += 1
+            self._stats.round_trips += 1
             self.raw.commit()
 
         # A COMMIT that must wait for readers (rollback-journal files) can simply run again.
@@ -124,6 +158,7 @@ class SqliteConnection:
     async def rollback(self) -> None:
         if self.raw.in_transaction:
             self._stats.statements += 1
+            self._stats.round_trips += 1
             self.raw.rollback()
 
     async def _patiently(self, attempt: Callable[[], T], *, retry: bool) -> T:
@@ -197,7 +232,9 @@ class SqliteDatabase:
             raw.close()
             raise
         self.stats.connections += 1
-        return SqliteConnection(raw, self._cache, self.stats, self._busy)
+        return SqliteConnection(
+            raw, self._cache, self.stats, self._busy, full=self._synchronous == "full"
+        )
 
     def _writer_connection(self) -> SqliteConnection:
         if self._writer is None:
@@ -240,6 +277,7 @@ class SqliteDatabase:
 
             def run() -> str:
                 self.stats.statements += 1
+                self.stats.round_trips += 1
                 row = conn.raw.execute("PRAGMA journal_mode = WAL").fetchone()
                 return str(row[0]) if row else ""
 

@@ -274,7 +274,9 @@ class SqlStore(SqlApiMixin, SqlLeasesMixin):
                         values: dict[str, Any] = {"sent_at": sent_at}
                         for i, (run_id, step_key, seq) in enumerate(chunk):
                             values.update({f"r{i}": run_id, f"s{i}": step_key, f"q{i}": seq})
-                        await conn.execute(sc.mark_dispatched_in(len(chunk)), values)
+                        # Not flushed on its own: a mark lost to a power loss only makes the
+                        # reconciler send the message again, which the claim makes harmless.
+                        await conn.execute_unflushed(sc.mark_dispatched_in(len(chunk)), values)
                 else:
                     params = [
                         {"run_id": r, "step_key": s, "seq": q, "sent_at": sent_at}

@@ -2,12 +2,18 @@
 
 A run this transaction locked, inserted or updated is kept as the database returned it (the
 row lock or the insert keeps others from changing it until commit), so ``get_run`` of that run
-costs no statement: the engine reads the run right after taking its lock.
+costs no statement: the engine reads the run right after taking its lock. For the same reason
+``update_run`` of such a run knows the new row without reading it back.
+
+Writes whose result the engine does not read (new step rows, attempts, events, a known run's
+update) are sent with :meth:`SqlConnection.execute_later`: on PostgreSQL they travel with the
+transaction's next statement or its commit, in one round trip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Coroutine, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -121,6 +127,20 @@ class SqlTx:
             values["cancel_reason"] = cancel_reason
         changed = tuple(name for name in _RUN_FIELDS if name in values)
         stmt = st.update_run(changed, clear_completed=clear_completed)
+        known = self._runs.get(run_id)
+        if known is not None:
+            # Locked or inserted by this transaction: nobody else changes the row before commit.
+            run = replace(
+                known,
+                remaining=known.remaining + remaining_delta,
+                status=known.status if status is None else status,
+                completed_at=None if clear_completed else completed_at or known.completed_at,
+                cancel_reason=known.cancel_reason if cancel_reason is None else cancel_reason,
+                seq_floor=known.seq_floor if seq_floor is None else seq_floor,
+            )
+            await self._conn.execute_later(stmt, values)
+            self._runs[run_id] = run
+            return run
         found = await self._conn.execute(stmt, values)
         row = found.first()
         if row is None:
@@ -152,7 +172,9 @@ class SqlTx:
 
     @translated
     async def insert_steps(self, steps: Sequence[StepRecord]) -> None:
-        await insert_rows(self._conn, t.steps, [rows.step_values(step) for step in steps])
+        await insert_rows(
+            self._conn, t.steps, [rows.step_values(step) for step in steps], later=True
+        )
 
     @translated
     async def get_steps(self, run_id: str, keys: Collection[str]) -> dict[str, StepRecord]:
@@ -226,7 +248,7 @@ class SqlTx:
 
     @translated
     async def insert_attempt(self, attempt: AttemptRecord) -> None:
-        await insert_rows(self._conn, t.step_attempts, [rows.attempt_values(attempt)])
+        await insert_rows(self._conn, t.step_attempts, [rows.attempt_values(attempt)], later=True)
 
     # -- dispatch ledger -----------------------------------------------------------------------
 
@@ -306,7 +328,8 @@ class SqlTx:
 
     @translated
     async def append_events(self, events: Sequence[EventRecord]) -> None:
-        await insert_rows(self._conn, t.events, [rows.event_values(event) for event in events])
+        values = [rows.event_values(event) for event in events]
+        await insert_rows(self._conn, t.events, values, later=True)
 
     # -- schedules -----------------------------------------------------------------------------
 

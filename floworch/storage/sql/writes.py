@@ -35,12 +35,17 @@ def _key_of(table: Table, row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(row[name] for name in st.primary_key_names(table))
 
 
-async def insert_rows(conn: SqlConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """A plain insert of ``rows`` (all with the same columns)."""
+async def insert_rows(
+    conn: SqlConnection, table: Table, rows: Sequence[Mapping[str, Any]], *, later: bool = False
+) -> None:
+    """A plain insert of ``rows`` (all with the same columns). With ``later`` a single row may be
+    held back until the transaction's next statement (see :meth:`SqlConnection.execute_later`)."""
     if not rows:
         return
     stmt = st.insert_rows(table, tuple(rows[0]))
-    if len(rows) == 1:
+    if len(rows) == 1 and later:
+        await conn.execute_later(stmt, rows[0])
+    elif len(rows) == 1:
         await conn.execute(stmt, rows[0])
     else:
         await conn.execute_many(stmt, rows)

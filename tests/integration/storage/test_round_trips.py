@@ -1,0 +1,130 @@
+"""What a step transition costs in round trips: PostgreSQL sends held-back writes with the next
+statement or the commit (one pipeline), and a claim is one round trip that commits without
+waiting for the WAL flush, a setting that never outlives the claim's own transaction."""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from floworch.model.statuses import RunStatus, StepStatus
+from floworch.storage.factory import open_store
+from floworch.storage.records import (
+    AttemptRecord,
+    ClaimOutcome,
+    DispatchRecord,
+    EventRecord,
+    RunRecord,
+    StepRecord,
+    step_changes,
+)
+from floworch.storage.sql.database import SqlStats
+from floworch.storage.sql.postgres_db import PgConnection
+from floworch.storage.sql.sqlite_db import SqliteConnection
+from floworch.storage.sql.store import SqlStore
+
+T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+async def _run_with_step(store: SqlStore) -> RunRecord:
+    run = RunRecord(
+        run_id="r1",
+        flow_id="f",
+        flow_version="1",
+        trigger_key="manual",
+        status=RunStatus.RUNNING,
+        trigger_body=None,
+        trigger_headers={},
+        created_at=T0,
+        remaining=2,
+    )
+    async with store.transaction() as tx:
+        await tx.insert_run(run)
+        await tx.insert_steps(
+            [StepRecord("r1", "a", "Work", StepStatus.PENDING, seq=1, created_at=T0)]
+        )
+    return run
+
+
+def _since(store: SqlStore, before: SqlStats) -> tuple[int, int, int]:
+    now = store.stats
+    return (
+        now.statements - before.statements,
+        now.round_trips - before.round_trips,
+        now.commits - before.commits,
+    )
+
+
+async def _claim_and_complete(store: SqlStore) -> tuple[tuple[int, int, int], ...]:
+    """Claims step ``a`` and completes it the way the engine does; the cost of each part."""
+    before = SqlStats(*astuple(store.stats))
+    claim = await store.claim_step(
+        "r1", "a", 1, owner="w", lease_until=T0 + timedelta(minutes=5), now=T0
+    )
+    assert claim.outcome == ClaimOutcome.ACQUIRED
+    claimed = _since(store, before)
+    before = SqlStats(*astuple(store.stats))
+    async with store.run_transaction("r1") as tx:
+        done = await tx.update_step(
+            "r1", "a", step_changes(status=StepStatus.SUCCEEDED), expect_seq=1
+        )
+        assert done is not None
+        await tx.insert_steps(
+            [StepRecord("r1", "b", "Work", StepStatus.PENDING, seq=1, created_at=T0)]
+        )
+        await tx.record_dispatches([DispatchRecord("r1", "b", 1, "f", T0, T0, None)])
+        await tx.update_run("r1", remaining_delta=-1)
+        await tx.insert_attempt(
+            AttemptRecord("r1", "a", 1, 1, StepStatus.SUCCEEDED, T0, T0, None, None)
+        )
+        await tx.append_events([EventRecord("r1", "StepSucceeded", T0, "a")])
+    return claimed, _since(store, before)
+
+
+@pytest.mark.postgres
+async def test_postgres_step_transition_round_trips(pg_store: SqlStore) -> None:
+    await _run_with_step(pg_store)
+    claimed, completed = await _claim_and_complete(pg_store)
+    # BEGIN, SET LOCAL synchronous_commit, the claim's UPDATE, COMMIT: one round trip.
+    assert claimed == (4, 1, 1)
+    # BEGIN + the run lock; the step update; the new step + its ledger row; the run update,
+    # the attempt, the event and COMMIT: four round trips for nine statements, one commit.
+    assert completed == (9, 4, 1)
+    run = await pg_store.get_run("r1")
+    assert run is not None and run.remaining == 1
+    assert [s.step_key for s in await pg_store.get_steps("r1")] == ["a", "b"]
+    assert len(await pg_store.list_events("r1")) == 1
+    assert len(await pg_store.get_attempts("r1")) == 1
+
+
+@pytest.mark.postgres
+async def test_the_claims_relaxed_commit_stays_inside_its_transaction(
+    pg_store: SqlStore,
+) -> None:
+    await _run_with_step(pg_store)
+    await pg_store.claim_step("r1", "a", 1, owner="w", lease_until=T0, now=T0)
+    async with pg_store.database.connection(write=True) as conn:
+        assert isinstance(conn, PgConnection)  # the pool hands back the claim's connection
+        shown = await conn.lane.call(lambda: conn.raw.execute("SHOW synchronous_commit").fetchone())
+    assert shown is not None and shown[0] == "on"
+
+
+async def test_sqlite_full_claims_without_fsync_and_restores_full(sqlite_url: str) -> None:
+    store = await open_store(sqlite_url + "?synchronous=full")
+    assert isinstance(store, SqlStore)
+    try:
+        await _run_with_step(store)
+        traced: list[str] = []
+        async with store.database.connection(write=True) as conn:
+            assert isinstance(conn, SqliteConnection)
+            conn.raw.set_trace_callback(traced.append)
+        claimed, completed = await _claim_and_complete(store)
+        assert claimed[2] == 1 and completed[2] == 1
+        claim = next(i for i, sql in enumerate(traced) if sql.startswith("UPDATE steps"))
+        assert traced[claim - 1] == "PRAGMA synchronous = NORMAL"
+        assert traced[claim + 1] == "PRAGMA synchronous = FULL"
+        assert "PRAGMA synchronous = NORMAL" not in traced[claim + 1 :]  # the completion: FULL
+    finally:
+        await store.close()
