@@ -47,11 +47,15 @@ def fan(n: int) -> dict[str, Any]:
     return steps
 
 
-def for_each(n: int, limit: int) -> dict[str, Any]:
+def for_each(n: int, limit: int, *, item_bytes: int = 0) -> dict[str, Any]:
+    """A ForEach over ``n`` items (integers, or objects padded to about ``item_bytes``)."""
+    items: list[Any] = list(range(n))
+    if item_bytes:
+        items = [{"id": i, "pad": "x" * item_bytes} for i in range(n)]
     return {
         "each": {
             "type": "ForEach",
-            "forEach": list(range(n)),
+            "forEach": items,
             "concurrencyLimit": limit,
             "steps": {"body": {"type": "Noop", "inputs": "@item()"}},
         }
@@ -64,7 +68,11 @@ SHAPES: dict[str, Callable[[], dict[str, Any]]] = {
     "fan-100": lambda: fan(100),
     "fan-1000": lambda: fan(1000),
     "foreach-1000-1000": lambda: for_each(1000, 1000),
+    "foreach-100-10": lambda: for_each(100, 10),
     "foreach-1000-10": lambda: for_each(1000, 10),
+    # Per-step cost must not grow with the item count (the items are not in the ForEach row).
+    "foreach-obj-100-10": lambda: for_each(100, 10, item_bytes=200),
+    "foreach-obj-1000-10": lambda: for_each(1000, 10, item_bytes=200),
 }
 
 

@@ -145,6 +145,8 @@ async def _park(t: Transition, node: StepNode, step: StepRecord, outcome: StepOu
         return
     if outcome.wake_at is not None:
         await t.ledger([(key, node.type, new_seq, outcome.wake_at)])
+    if outcome.loop_items is not None:
+        await t.tx.put_loop_items(run_id, key, outcome.loop_items)
     for index in outcome.new_children:
         await t.start_iteration(key, node, index)
     if outcome.ran_handler:

@@ -21,7 +21,7 @@ def scope_chain(flow: FlowDefinition, key: str) -> list[str]:
 
 def keys_to_load(flow: FlowDefinition, key: str, references: frozenset[str]) -> set[str]:
     """Every row a step's expressions may read: referenced steps in each enclosing scope, plus
-    the enclosing ForEach rows (their state holds the items)."""
+    the enclosing ForEach rows (their counters; older runs' rows hold the items too)."""
     instance = flow.instance(key)
     wanted = {prefix + ref for prefix in instance.scope_prefixes() for ref in references}
     wanted.update(str(loop) for loop in instance.enclosing_loops())
@@ -87,9 +87,9 @@ def loop_item(rows: Mapping[str, StepRecord], key: str) -> tuple[Any, int | None
     if loop is None or index is None:
         return _NO_ITEM, None
     row = rows.get(str(loop))
-    if row is None or not isinstance(row.state, dict):
-        return _NO_ITEM, index
-    items = row.state.get("items", [])
+    if row is None or not isinstance(row.state, dict) or "items" not in row.state:
+        return _NO_ITEM, index  # the items have rows of their own (see Store.get_loop_item)
+    items = row.state["items"]  # a run started before items had rows keeps them here
     return (items[index] if index < len(items) else None), index
 
 

@@ -44,6 +44,8 @@ class StepOutcome:
     ``status`` is terminal, or WAITING for a step that parks (poll, delay, signal, a ForEach
     waiting for its iterations). ``wake_at`` schedules the next dispatch of a parked step.
     ``signal`` asks the completion transaction to register a signal waiter (WaitForSignal).
+    ``loop_items`` are a starting ForEach's items: stored in their own rows, once, so the
+    ForEach's ``state`` holds only its counters.
     """
 
     status: StepStatus
@@ -58,6 +60,7 @@ class StepOutcome:
     ran_handler: bool = False
     signal: tuple[str, datetime | None] | None = None
     new_children: list[int] = field(default_factory=list)
+    loop_items: list[Any] | None = None
 
 
 def failed(

@@ -27,6 +27,7 @@ from floworch.engine.when import StepWhenTrace, evaluate_when
 from floworch.errors import HandlerNotFoundError
 from floworch.expressions import ExpressionError
 from floworch.model import DELAY, FOR_EACH, WAIT_FOR_SIGNAL, FlowDefinition, StepNode
+from floworch.model.instance_key import InstanceKey
 from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.records import ClaimOutcome, RunRecord, StepRecord
 from floworch.telemetry.logs import LogContext, log_context
@@ -144,6 +145,8 @@ class Stepper:
             run.run_id, keys_to_load(flow, step.step_key, node.step_references)
         )
         item, index = loop_item(rows, step.step_key)
+        if item is NO_ITEM and index is not None:
+            item = await _stored_item(core, run.run_id, step.step_key, index)
         ctx = StepExpressionContext(run, rows, chain, now, item=item, index=index)
         # A step's When clauses are decided once, on its first dispatch; later dispatches (a
         # delay or poll waking, a retry) keep that decision and its trace.
@@ -213,7 +216,6 @@ class Stepper:
             )
         first = min(node.concurrency_limit, len(items))
         state = {
-            "items": items,
             "total": len(items),
             "next": first,
             "done": 0,
@@ -223,6 +225,7 @@ class Stepper:
             StepStatus.WAITING,
             state=state,
             new_children=list(range(first)),
+            loop_items=items,
         )
 
     @staticmethod
@@ -449,3 +452,10 @@ class Stepper:
                 token.set(f"run is {status}")
                 return
             await asyncio.sleep(core.renew_every.total_seconds())
+
+
+async def _stored_item(core: EngineCore, run_id: str, key: str, index: int) -> Any:
+    """The item of the ForEach iteration ``key`` belongs to, from the loop's item rows."""
+    loop = InstanceKey.parse(key).loop
+    stored = await core.store.get_loop_item(run_id, str(loop), index)
+    return NO_ITEM if stored is None else stored.value

@@ -136,13 +136,14 @@ def _storable_trace(trace: StepWhenTrace | None) -> StepWhenTrace | None:
 def storable_outcome(outcome: StepOutcome, step_key: str) -> StepOutcome:
     """``outcome`` as the store can keep it.
 
-    An output, resolved inputs or state (a ForEach's items) that cannot be stored turns the
+    An output, resolved inputs, a state or a ForEach's items that cannot be stored turns the
     outcome into a failure of type ``OutputNotStorable``, not retried: the handler (which may
     have had side effects) is not run again for a value it will return again.
     """
     for value, what in (
         (outcome.output, "an output"),
-        (outcome.state, "a state (ForEach items)"),
+        (outcome.state, "a state"),
+        (outcome.loop_items, "ForEach items"),
         (outcome.inputs, "resolved inputs"),
     ):
         problem = json_problem(value)

@@ -27,6 +27,7 @@ from floworch.storage.records import (
     DispatchRecord,
     EventRecord,
     FlowRecord,
+    LoopItem,
     RunQuery,
     RunRecord,
     ScheduleState,
@@ -54,6 +55,7 @@ class _State:
         self.waiters: dict[tuple[str, str], SignalWaiter] = {}
         self.buffered: dict[tuple[str, str], BufferedSignal] = {}
         self.events: dict[str, list[EventRecord]] = {}
+        self.loop_items: dict[tuple[str, str], tuple[JSON, ...]] = {}
         self.event_seq = 0
         self.schedules: dict[tuple[str, str], ScheduleState] = {}
         self.cron_fires: dict[tuple[str, str, datetime], str | None] = {}
@@ -197,6 +199,11 @@ class MemoryTx:
         for key in keys:
             self._pop(table, key)
             self._pop(self._s.waiters, (run_id, key))
+            self._pop(self._s.loop_items, (run_id, key))
+
+    async def put_loop_items(self, run_id: str, step_key: str, items: Sequence[JSON]) -> None:
+        self._run_steps(run_id)
+        self._set(self._s.loop_items, (run_id, step_key), tuple(items))
 
     async def insert_attempt(self, attempt: AttemptRecord) -> None:
         history = self._s.attempts.setdefault(attempt.run_id, [])
@@ -455,6 +462,10 @@ class MemoryStore(MemoryApiMixin, MemoryLeases):
         table = self._s.steps.get(run_id, {})
         return {key: table[key] for key in keys if key in table}
 
+    async def get_loop_item(self, run_id: str, step_key: str, index: int) -> LoopItem | None:
+        items = self._s.loop_items.get((run_id, step_key), ())
+        return LoopItem(items[index]) if 0 <= index < len(items) else None
+
     async def list_events(
         self, run_id: str, *, after_id: int = 0, limit: int = 1000
     ) -> list[EventRecord]:
@@ -554,7 +565,7 @@ class MemoryStore(MemoryApiMixin, MemoryLeases):
             for table in (self._s.claims, self._s.ledger):
                 for key in [k for k in table if k[0] == run_id]:
                     del table[key]
-            for table2 in (self._s.waiters, self._s.buffered):
+            for table2 in (self._s.waiters, self._s.buffered, self._s.loop_items):
                 for key2 in [k for k in table2 if k[0] == run_id]:
                     del table2[key2]
         return len(doomed)

@@ -28,6 +28,7 @@ from floworch.storage.records import (
     DispatchRecord,
     EventRecord,
     FlowRecord,
+    LoopItem,
     RunQuery,
     RunRecord,
     ScheduleState,
@@ -101,10 +102,15 @@ class StoreTx(Protocol):
         None when the row is missing or did not match (a stale writer: write nothing)."""
 
     async def delete_steps(self, run_id: str, keys: Collection[str]) -> None:
-        """Deletes step rows (with their claims and waiters); used by a manual retry."""
+        """Deletes step rows (with their claims, waiters and loop items); used by a manual
+        retry."""
 
     async def insert_attempt(self, attempt: AttemptRecord) -> None:
         """Appends a finished attempt to the step's history."""
+
+    async def put_loop_items(self, run_id: str, step_key: str, items: Sequence[JSON]) -> None:
+        """Stores a ForEach step's items (item ``i`` at index ``i``), replacing any it had.
+        ``delete_steps`` of the step deletes them too."""
 
     # -- dispatch ledger -----------------------------------------------------------------------
 
@@ -232,6 +238,9 @@ class Store(Protocol):
 
     async def get_outputs(self, run_id: str, keys: Collection[str]) -> dict[str, StepRecord]:
         """Reads the given step rows (for resolving ``@steps('k')`` expressions)."""
+
+    async def get_loop_item(self, run_id: str, step_key: str, index: int) -> LoopItem | None:
+        """Item ``index`` of a ForEach step, or None when the step stored none there."""
 
     async def list_events(
         self, run_id: str, *, after_id: int = 0, limit: int = 1000

@@ -57,6 +57,13 @@ class RunRecord:
     seq_floor: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class LoopItem:
+    """One item of a ForEach (its own row, so the ForEach step's row holds only counters)."""
+
+    value: JSON
+
+
 @dataclass(frozen=True)
 class StepRecord:
     """One step instance of a run (``each.3.charge`` for a ForEach body step).

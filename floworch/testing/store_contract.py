@@ -31,6 +31,7 @@ from floworch.storage.records import (
     DispatchRecord,
     EventRecord,
     FlowRecord,
+    LoopItem,
     RunQuery,
     RunRecord,
     ScheduleState,
@@ -355,6 +356,34 @@ class StoreContract:
             "each.0.charge",
             "eachother",
         ]
+
+    async def test_loop_items_are_stored_replaced_and_deleted_with_their_step(
+        self, store: Any
+    ) -> None:
+        run = await _new_run(store, "each", "other")
+        items = [{"id": 1}, None, "three", [4]]
+        async with store.run_transaction(run.run_id) as tx:
+            await tx.put_loop_items(run.run_id, "each", items)
+            await tx.put_loop_items(run.run_id, "other", ["x"])
+        for index, item in enumerate(items):
+            assert await store.get_loop_item(run.run_id, "each", index) == LoopItem(item)
+        assert await store.get_loop_item(run.run_id, "each", len(items)) is None
+        assert await store.get_loop_item(run.run_id, "each", -1) is None
+        assert await store.get_loop_item(run.run_id, "nothing", 0) is None
+        async with store.run_transaction(run.run_id) as tx:  # a loop that starts again
+            await tx.put_loop_items(run.run_id, "each", ["only"])
+        assert await store.get_loop_item(run.run_id, "each", 0) == LoopItem("only")
+        assert await store.get_loop_item(run.run_id, "each", 1) is None
+        async with store.run_transaction(run.run_id) as tx:
+            await tx.delete_steps(run.run_id, ["each"])
+        assert await store.get_loop_item(run.run_id, "each", 0) is None
+        assert await store.get_loop_item(run.run_id, "other", 0) == LoopItem("x")
+
+    async def test_a_thousand_loop_items_in_one_call(self, store: Any) -> None:
+        run = await _new_run(store, "each")
+        async with store.run_transaction(run.run_id) as tx:
+            await tx.put_loop_items(run.run_id, "each", [{"i": i} for i in range(1000)])
+        assert await store.get_loop_item(run.run_id, "each", 999) == LoopItem({"i": 999})
 
     async def test_attempt_history(self, store: Any) -> None:
         run = await _new_run(store, "a")
@@ -701,6 +730,7 @@ class StoreContract:
             )
             await tx.record_dispatches([DispatchRecord(old.run_id, "a", 1, "flow-a", T0, T0)])
             await tx.register_waiter(SignalWaiter(old.run_id, "a", "go", T0))
+            await tx.put_loop_items(old.run_id, "a", [1, 2])
         recent = await _new_run(
             store, "a", status=RunStatus.SUCCEEDED, completed_at=T0 + timedelta(days=10)
         )
@@ -712,6 +742,7 @@ class StoreContract:
         assert await store.list_events(old.run_id) == []
         assert await store.get_attempts(old.run_id) == []
         assert await store.list_waiters(old.run_id) == []
+        assert await store.get_loop_item(old.run_id, "a", 0) is None
         assert await store.get_run(recent.run_id) is not None
         assert await store.get_run(running.run_id) is not None
         assert await store.prune_runs(T0 + timedelta(days=1), batch_size=100) == 0

@@ -379,7 +379,7 @@ async def test_sigterm_finishes_the_step_in_flight_and_exits_0(
             )
             async with receiver:
                 left = await receiver.peek_messages(max_message_count=10)
-        assert [m.subject for m in left] == ["after"]
+        assert [m.subject for m in left] == ["after"], first.log()
 
         second = cluster.start_worker(flow)
         [run] = await wait_runs_done(store, [run_id], cluster)

@@ -256,6 +256,12 @@ class MessagePump:
                         self._slots.release()
                     for message in messages:
                         self.stats.received += 1
+                        if self._stopping.is_set():
+                            # It arrived while the receive call waited and the stop began: a
+                            # stopping worker takes no new work; another worker gets it now.
+                            self._slots.release()
+                            await self._give_back(receiver, message)
+                            continue
                         task = asyncio.create_task(self._handle(receiver, message))
                         self._inflight.add(task)
                         task.add_done_callback(self._inflight.discard)
@@ -396,6 +402,16 @@ class MessagePump:
         if release and not self._stopping.is_set():
             await self._slots.acquire()
             slot.held = True
+
+    async def _give_back(
+        self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage
+    ) -> None:
+        log.info("stopping: handing message %s back to %s", message.message_id, self.source)
+        try:
+            await receiver.abandon_message(message)
+            self.stats.abandoned += 1
+        except AzureError as exc:  # its lock lapses instead, and Service Bus redelivers it
+            log.warning("handing message %s back failed: %s", message.message_id, exc)
 
     async def _settle(
         self, receiver: ServiceBusReceiver, message: ServiceBusReceivedMessage, verdict: Verdict

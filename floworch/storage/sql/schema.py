@@ -158,6 +158,17 @@ step_attempts = Table(
     Index(None, "run_id", "step_key"),
 )
 
+loop_items = Table(
+    "loop_items",
+    metadata,
+    Column("run_id", _run_id(), ForeignKey("runs.run_id"), primary_key=True),
+    Column("step_key", _key(STEP_KEY_LENGTH), primary_key=True),
+    Column("item_index", Integer(), primary_key=True, autoincrement=False),
+    Column("item", JSONText(), nullable=True),
+)
+"""A ForEach's items, one row each, written once when the loop starts: an iteration reads its
+own item and the ForEach row keeps only counters, so its cost does not grow with the items."""
+
 claims = Table(
     "claims",
     metadata,
@@ -254,6 +265,7 @@ events = Table(
 
 RUN_CHILD_TABLES = (
     events,
+    loop_items,
     step_attempts,
     claims,
     dispatches,
@@ -272,6 +284,7 @@ __all__ = [
     "events",
     "flows",
     "idempotency_keys",
+    "loop_items",
     "metadata",
     "runs",
     "schedule_states",

@@ -30,6 +30,7 @@ from floworch.storage.sql.schema import (
     events,
     flows,
     idempotency_keys,
+    loop_items,
     runs,
     schedule_states,
     signal_waiters,
@@ -455,4 +456,22 @@ def select_schedules() -> Stmt:
 
 _SELECT_SCHEDULES = Stmt(
     "select_schedules", lambda: select(schedule_states).order_by(_S.flow_id, _S.trigger_key)
+)
+
+
+# -- loop items -------------------------------------------------------------------------------
+
+
+def select_loop_item() -> Stmt:
+    """One item of a ForEach. Values: ``run_id``, ``step_key``, ``item_index``."""
+    return _SELECT_LOOP_ITEM
+
+
+_SELECT_LOOP_ITEM = Stmt(
+    "select_loop_item",
+    lambda: select(loop_items.c.item).where(
+        loop_items.c.run_id == bp("run_id", loop_items.c.run_id),
+        loop_items.c.step_key == bp("step_key", loop_items.c.step_key),
+        loop_items.c.item_index == bp("item_index", loop_items.c.item_index),
+    ),
 )

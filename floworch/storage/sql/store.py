@@ -27,6 +27,7 @@ from floworch.storage.records import (
     DispatchRecord,
     EventRecord,
     FlowRecord,
+    LoopItem,
     RunQuery,
     RunRecord,
     ScheduleState,
@@ -338,6 +339,11 @@ class SqlStore(SqlApiMixin, SqlLeasesMixin):
             return {}
         async with self._connect(write=False) as conn:
             return await SqlTx(conn, self._url).get_steps(run_id, keys)
+
+    async def get_loop_item(self, run_id: str, step_key: str, index: int) -> LoopItem | None:
+        values = {"run_id": run_id, "step_key": step_key, "item_index": index}
+        found = await self._fetch(st.select_loop_item(), values)
+        return LoopItem(found[0]["item"]) if found else None
 
     async def list_events(
         self, run_id: str, *, after_id: int = 0, limit: int = 1000

@@ -242,13 +242,23 @@ class SqlTx:
         for start in range(0, len(wanted), _KEYS_PER_STATEMENT):
             chunk = wanted[start : start + _KEYS_PER_STATEMENT]
             values = {"run_id": run_id, **_keyed("k", chunk)}
-            # Claims of the first schema revision go too, then waiters, then the steps.
-            for table in (t.claims, t.signal_waiters, t.steps):
+            # Claims of the first schema revision go too, then waiters, loop items, the steps.
+            for table in (t.claims, t.signal_waiters, t.loop_items, t.steps):
                 await self._conn.execute(st.delete_step_rows(table, len(chunk)), values)
 
     @translated
     async def insert_attempt(self, attempt: AttemptRecord) -> None:
         await insert_rows(self._conn, t.step_attempts, [rows.attempt_values(attempt)], later=True)
+
+    @translated
+    async def put_loop_items(self, run_id: str, step_key: str, items: Sequence[JSON]) -> None:
+        key = {"run_id": run_id, "k0": step_key}
+        await self._conn.execute(st.delete_step_rows(t.loop_items, 1), key)
+        values = [
+            {"run_id": run_id, "step_key": step_key, "item_index": index, "item": item}
+            for index, item in enumerate(items)
+        ]
+        await insert_rows(self._conn, t.loop_items, values)
 
     # -- dispatch ledger -----------------------------------------------------------------------
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from floworch.engine.context import StepContext
+from floworch.engine.expression_context import NO_ITEM, loop_item
 from floworch.engine.handlers import HandlerRegistry
+from floworch.model.statuses import StepStatus
+from floworch.storage.records import StepRecord
 from floworch.testing.host import FlowTestHost
 
 from .support import flow
@@ -209,3 +213,38 @@ async def test_nested_foreach() -> None:
         run = await host.wait(await host.trigger("f"))
     assert run.status == "Succeeded", run.to_dict()
     assert run.steps["outer"].output == [[0, 0], [30, 40, 50]]
+
+
+async def test_the_foreach_row_keeps_counters_and_each_item_has_a_row_of_its_own() -> None:
+    reg = HandlerRegistry()
+    seen: list[Any] = []
+
+    @reg.handler("Work")
+    async def work(ctx: StepContext, inputs: Any) -> Any:
+        seen.append(ctx.item)
+        return inputs["id"]
+
+    items = [{"id": i, "pad": "x" * 100} for i in range(40)]
+    manifest = flow({"each": loop({"w": {"type": "Work", "inputs": "@item()"}}, items, 4)})
+    async with FlowTestHost([manifest], reg, concurrency=8) as host:
+        run = await host.wait(await host.trigger("f"))
+        assert run.status == "Succeeded"
+        assert run.steps["each"].output == list(range(40))
+        assert sorted(seen, key=lambda item: item["id"]) == items
+        rows = {s.step_key: s for s in await host.store.get_steps(run.run_id)}
+        state = rows["each"].state
+        # Counters only: what is rewritten as iterations end does not grow with the items.
+        assert set(state) == {"total", "next", "done", "active"} and state["total"] == 40
+        stored = await host.store.get_loop_item(run.run_id, "each", 39)
+        assert stored is not None and stored.value == items[39]
+
+
+def test_a_loop_started_before_items_had_rows_reads_them_from_its_state() -> None:
+    # Runs in flight across the upgrade to migration 0006 keep their items in the ForEach state.
+    old = StepRecord(
+        "r", "each", "ForEach", StepStatus.WAITING, state={"items": ["a", "b"], "total": 2}
+    )
+    assert loop_item({"each": old}, "each.1.w") == ("b", 1)
+    new = replace(old, state={"total": 2})
+    assert loop_item({"each": new}, "each.1.w") == (NO_ITEM, 1)
+    assert loop_item({}, "top") == (NO_ITEM, None)
