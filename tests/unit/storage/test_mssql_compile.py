@@ -77,6 +77,7 @@ def _samples(dialect: str) -> dict[str, list[Stmt]]:
             st.update_run((), clear_completed=True),
         ],
         "select_idempotency_owner": [st.select_idempotency_owner()],
+        "select_loop_item": [st.select_loop_item()],
         "select_steps": [st.select_steps(2)],
         "select_steps_with_prefix": [
             st.select_steps_with_prefix(with_prefix=True),
