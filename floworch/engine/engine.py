@@ -537,18 +537,29 @@ class Engine:
         run = await self._run(run_id)
         return build_run_state(run, await self.store.get_steps(run_id))
 
+    @property
+    def default_poll_interval(self) -> float:
+        """How often :meth:`wait_for_run` reads the run when not told (seconds)."""
+        return _IN_PROCESS_POLL if self.core.in_memory_hand_off else _POLL
+
     async def wait_for_run(
         self,
         run_id: str,
         *,
         timeout: float = 60.0,
-        poll_interval: float = 0.02,
+        poll_interval: float | None = None,
     ) -> RunState:
         """Waits until the run is terminal and returns it.
+
+        An end of the run in this process wakes the waiter at once; the poll (every
+        ``poll_interval`` seconds) finds ends in other processes. By default it polls every
+        20 ms, or every 0.5 s when this engine hands its dispatches to workers in this process
+        (:attr:`default_poll_interval`), where runs it started end here.
 
         Raises:
             TimeoutError: it did not finish within ``timeout`` seconds (real time).
         """
+        poll = self.default_poll_interval if poll_interval is None else poll_interval
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         ended = self.core.run_ends.watch(run_id)
@@ -563,7 +574,7 @@ class Engine:
                     raise TimeoutError(f"run {run_id} is still {run.status} after {timeout:g}s")
                 # Woken when the run ends in this process; the poll finds ends elsewhere.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ended.wait(), min(poll_interval, left))
+                    await asyncio.wait_for(ended.wait(), min(poll, left))
         finally:
             self.core.run_ends.unwatch(run_id, ended)
 
@@ -577,6 +588,10 @@ class Engine:
         if run is None:
             raise RunNotFoundError(run_id)
         return run
+
+
+_POLL = 0.02
+_IN_PROCESS_POLL = 0.5
 
 
 def _manifest_enabled(manifest: Any) -> bool:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 
 from floworch.engine.handlers import HandlerRegistry
+from floworch.hosting.embedded import EmbeddedHost
+from floworch.model import load_manifest
+from floworch.storage.memory import MemoryStore
 from floworch.testing.consumer_contract import eventually
 from floworch.testing.host import FlowTestHost
 
@@ -64,3 +67,18 @@ async def test_a_finished_run_returns_at_once_and_leaves_no_watcher() -> None:
         )
         assert run.status == "Succeeded"
         assert h.engine.core.run_ends.watching(run_id) == 0
+
+
+async def test_an_in_process_host_polls_for_ends_elsewhere_only_twice_a_second() -> None:
+    # Runs this host starts end in this process and wake their waiters at once; the poll only
+    # finds ends made by another process, so it need not read the run every 20 ms.
+    store = MemoryStore()
+    flows = [load_manifest(WAITING)]
+    async with EmbeddedHost(store=store, flows=flows, handlers=HandlerRegistry()) as host:
+        assert host.engine.default_poll_interval == 0.5
+    # A dispatcher of its own (here a wrapped one, as tests' faulty transports are) may send
+    # elsewhere: such an engine keeps polling every 20 ms.
+    async with EmbeddedHost(
+        store=MemoryStore(), flows=flows, handlers=HandlerRegistry(), dispatcher=lambda d: d
+    ) as wrapped:
+        assert wrapped.engine.default_poll_interval == 0.02
