@@ -11,6 +11,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from sqlalchemy import create_engine, delete
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateSchema, DropSchema
 
+from floworch.model.statuses import RunStatus
+from floworch.storage.records import RunRecord
 from floworch.storage.sql import migrate
 from floworch.storage.sql.schema import metadata
 from floworch.storage.sql.store import SqlStore
@@ -121,3 +124,20 @@ def mssql_url() -> str:
     if not url:
         pytest.skip("FLOWORCH_TEST_MSSQL_URL is not set")
     return url
+
+
+def running_run(
+    run_id: str, *, remaining: int = 1, created_at: datetime = datetime(2026, 1, 1, 12, tzinfo=UTC)
+) -> RunRecord:
+    """A Running run of flow ``f`` (manual trigger, no body) for store-level tests."""
+    return RunRecord(
+        run_id=run_id,
+        flow_id="f",
+        flow_version="1",
+        trigger_key="manual",
+        status=RunStatus.RUNNING,
+        trigger_body=None,
+        trigger_headers={},
+        created_at=created_at,
+        remaining=remaining,
+    )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from floworch.model.statuses import RunStatus, StepStatus
+from floworch.model.statuses import StepStatus
 from floworch.storage.factory import open_store
 from floworch.storage.records import (
     AttemptRecord,
@@ -25,21 +25,13 @@ from floworch.storage.sql.postgres_db import PgConnection
 from floworch.storage.sql.sqlite_db import SqliteConnection
 from floworch.storage.sql.store import SqlStore
 
+from .conftest import running_run
+
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 async def _run_with_step(store: SqlStore) -> RunRecord:
-    run = RunRecord(
-        run_id="r1",
-        flow_id="f",
-        flow_version="1",
-        trigger_key="manual",
-        status=RunStatus.RUNNING,
-        trigger_body=None,
-        trigger_headers={},
-        created_at=T0,
-        remaining=2,
-    )
+    run = running_run("r1", remaining=2)
     async with store.transaction() as tx:
         await tx.insert_run(run)
         await tx.insert_steps(

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from floworch.errors import StorageError, StorageUnavailableError
-from floworch.model.statuses import RunStatus, StepStatus
+from floworch.model.statuses import StepStatus
 from floworch.storage.factory import open_store
 from floworch.storage.memory import MemoryStore
 from floworch.storage.records import RunRecord, StepRecord
@@ -22,21 +22,13 @@ from floworch.storage.sql.store import SqlStore
 from floworch.storage.sql.tx import SqlTx
 from floworch.storage.sql.urls import default_database_url, to_driver_url
 
+from .conftest import running_run
+
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 def _run(run_id: str, remaining: int = 50) -> RunRecord:
-    return RunRecord(
-        run_id=run_id,
-        flow_id="f",
-        flow_version="1",
-        trigger_key="manual",
-        status=RunStatus.RUNNING,
-        trigger_body=None,
-        trigger_headers={},
-        created_at=T0,
-        remaining=remaining,
-    )
+    return running_run(run_id, remaining=remaining, created_at=T0)
 
 
 @pytest.fixture

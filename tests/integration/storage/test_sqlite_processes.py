@@ -20,10 +20,11 @@ import pytest
 from floworch.engine.handlers import HandlerRegistry
 from floworch.hosting.embedded import EmbeddedHost, EmbeddedSettings
 from floworch.model import load_manifest
-from floworch.model.statuses import RunStatus
 from floworch.storage.factory import open_store
-from floworch.storage.records import RunQuery, RunRecord
+from floworch.storage.records import RunQuery
 from floworch.storage.sql import migrate
+
+from .conftest import running_run
 
 FORK = multiprocessing.get_context("fork")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -50,19 +51,7 @@ def _open_and_write(url: str, barrier: Any, results: Any, index: int) -> None:
         store = await open_store(url)
         try:
             async with store.transaction() as tx:
-                await tx.insert_run(
-                    RunRecord(
-                        run_id=f"run-{index}",
-                        flow_id="f",
-                        flow_version="1",
-                        trigger_key="manual",
-                        status=RunStatus.RUNNING,
-                        trigger_body=None,
-                        trigger_headers={},
-                        created_at=T0,
-                        remaining=1,
-                    )
-                )
+                await tx.insert_run(running_run(f"run-{index}", created_at=T0))
             return sorted(r.run_id for r in await store.list_runs(RunQuery(limit=100)))
         finally:
             await store.close()
