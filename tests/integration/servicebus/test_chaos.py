@@ -156,15 +156,17 @@ FLOWS = [
             "id": "chaos",
             "version": "1",
             "steps": {
+                # Long enough that a step which returns at once never times out on a loaded
+                # 2-core CI machine (0.5 s did once: a "deep" step ended TimedOut, not Failed).
                 "x": {
                     "type": "ChaosAsync",
                     "inputs": {"mode": "@triggerBody().mode"},
-                    "timeoutSeconds": 0.5,
+                    "timeoutSeconds": 1.5,
                 },
                 "y": {
                     "type": "ChaosSync",
                     "inputs": {"mode": "@triggerBody().mode"},
-                    "timeoutSeconds": 0.5,
+                    "timeoutSeconds": 1.5,
                 },
             },
         }
