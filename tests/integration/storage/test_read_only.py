@@ -6,31 +6,23 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from floworch.errors import SchemaVersionError, StorageError
-from floworch.model.statuses import RunStatus
 from floworch.storage.factory import open_store
 from floworch.storage.records import RunQuery, RunRecord
+
+from .conftest import running_run
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _run(run_id: str) -> RunRecord:
-    return RunRecord(
-        run_id=run_id,
-        flow_id="f",
-        flow_version="1",
-        trigger_key="manual",
-        status=RunStatus.RUNNING,
-        trigger_body={"x": 1},
-        trigger_headers={},
-        created_at=T0,
-        remaining=1,
-    )
+    return replace(running_run(run_id, created_at=T0), trigger_body={"x": 1})
 
 
 def _journal(path: Path) -> str:
