@@ -9,7 +9,7 @@ from floworch.engine.core import EngineCore
 from floworch.engine.outcomes import StepOutcome
 from floworch.engine.step_errors import error_json
 from floworch.engine.storable import storable_outcome
-from floworch.engine.transition import Transition
+from floworch.engine.transition import Transition, rows_to_prefetch
 from floworch.model import WAIT_FOR_SIGNAL, FlowDefinition, StepNode
 from floworch.model.statuses import StepStatus
 from floworch.storage.port import StoreTx
@@ -41,7 +41,7 @@ async def complete_step(
     key, seq = step.step_key, step.seq
     # The When trace is written when this execution decided it, and never erased afterwards.
     trace = _trace_of(outcome)
-    async with core.store.run_transaction(run_id) as tx:
+    async with core.store.run_transaction(run_id, steps=rows_to_prefetch(flow, key)) as tx:
         run = await tx.get_run(run_id)
         assert run is not None
         t = Transition(core, tx, flow, run, now)

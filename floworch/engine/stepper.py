@@ -24,7 +24,7 @@ from floworch.engine.expression_context import (
 from floworch.engine.outcomes import HandlerResultKind, StepOutcome, failed
 from floworch.engine.step_errors import ErrorInfo, ErrorType, error_json
 from floworch.engine.when import StepWhenTrace, evaluate_when
-from floworch.errors import HandlerNotFoundError
+from floworch.errors import HandlerNotFoundError, StepNotFoundError
 from floworch.expressions import ExpressionError
 from floworch.model import DELAY, FOR_EACH, WAIT_FOR_SIGNAL, FlowDefinition, StepNode
 from floworch.model.instance_key import InstanceKey
@@ -78,6 +78,7 @@ class Stepper:
             owner=core.owner,
             lease_until=now + core.lease,
             now=now,
+            outputs=_rows_for_inputs(flow, envelope.step_key),
         )
         if not claim.acquired:
             core.telemetry.claim_conflict(flow.id, str(claim.outcome))
@@ -113,7 +114,7 @@ class Stepper:
                     flow.id, step.step_key, (now - due).total_seconds()
                 )
             try:
-                outcome = await self._execute(flow, run, step, node, now)
+                outcome = await self._execute(flow, run, step, node, now, claim.outputs)
             except RecursionError:
                 # Computing the outcome (resolving inputs, converting an output) went too deep:
                 # the same data does it again on every try, so it is the step's failure.
@@ -132,8 +133,16 @@ class Stepper:
         return ClaimOutcome(claim.outcome)
 
     async def _execute(
-        self, flow: FlowDefinition, run: RunRecord, step: StepRecord, node: StepNode, now: datetime
+        self,
+        flow: FlowDefinition,
+        run: RunRecord,
+        step: StepRecord,
+        node: StepNode,
+        now: datetime,
+        rows: dict[str, StepRecord],
     ) -> StepOutcome:
+        """Runs the claimed step; ``rows`` are the rows its expressions may read (read with the
+        claim)."""
         core = self.core
         if run.timeout_at is not None and now >= run.timeout_at:
             return StepOutcome(
@@ -141,9 +150,6 @@ class Stepper:
                 error=ErrorInfo(ErrorType.RUN_TIMED_OUT, "the run passed its timeout"),
             )
         chain = scope_chain(flow, step.step_key)
-        rows = await core.store.get_outputs(
-            run.run_id, keys_to_load(flow, step.step_key, node.step_references)
-        )
         item, index = loop_item(rows, step.step_key)
         if item is NO_ITEM and index is not None:
             item = await _stored_item(core, run.run_id, step.step_key, index)
@@ -452,6 +458,15 @@ class Stepper:
                 token.set(f"run is {status}")
                 return
             await asyncio.sleep(core.renew_every.total_seconds())
+
+
+def _rows_for_inputs(flow: FlowDefinition, step_key: str) -> set[str]:
+    """The rows a step's expressions may read, which its claim reads too. A key the flow does
+    not know reads none: the step then fails after its claim, as any unknown step does."""
+    try:
+        return keys_to_load(flow, step_key, flow.node(step_key).step_references)
+    except StepNotFoundError:
+        return set()
 
 
 async def _stored_item(core: EngineCore, run_id: str, key: str, index: int) -> Any:

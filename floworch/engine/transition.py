@@ -35,6 +35,21 @@ _HINTED_JOIN = 8  # joins with at least this many predecessors keep a blocker hi
 _MAX_HINTS = 10_000
 
 
+def rows_to_prefetch(flow: FlowDefinition, key: str) -> list[str]:
+    """The step rows a transition that finishes step ``key`` reads: the step, its successors
+    and their predecessors (of a wide join only the successor: its blocker hint reads the rest).
+    The completion has the store read them with the run's lock (see ``run_transaction``)."""
+    prefix, scope = flow.scope_of(key)
+    local = InstanceKey.parse(key).step
+    wanted = [key]
+    for succ in scope.steps[local].successors:
+        wanted.append(prefix + succ)
+        predecessors = scope.steps[succ].predecessors
+        if len(predecessors) < _HINTED_JOIN:
+            wanted.extend(prefix + pred for pred in predecessors if pred != local)
+    return wanted
+
+
 class Transition:
     """Accumulates the decisions of one transaction over one run."""
 

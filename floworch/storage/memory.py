@@ -35,6 +35,7 @@ from floworch.storage.records import (
     SignalWaiter,
     StepChanges,
     StepRecord,
+    apply_changes,
 )
 
 _PARKED = (StepStatus.PENDING, StepStatus.WAITING)
@@ -295,12 +296,6 @@ class MemoryTx:
         return True
 
 
-def apply_changes(step: StepRecord, changes: StepChanges) -> StepRecord:
-    """Returns ``step`` with the fields named in ``changes.set_fields`` replaced."""
-    values = {name: getattr(changes, name) for name in changes.set_fields}
-    return dataclasses.replace(step, **values)
-
-
 class MemoryStore(MemoryApiMixin, MemoryLeases):
     """The store port in memory. Not shared between processes; lost on exit.
 
@@ -326,7 +321,9 @@ class MemoryStore(MemoryApiMixin, MemoryLeases):
                 raise
 
     @asynccontextmanager
-    async def run_transaction(self, run_id: str) -> AsyncIterator[MemoryTx]:
+    async def run_transaction(
+        self, run_id: str, *, steps: Collection[str] = ()
+    ) -> AsyncIterator[MemoryTx]:
         if run_id not in self._s.runs:
             raise RunNotFoundError(run_id)
         lock = self._run_locks.setdefault(run_id, asyncio.Lock())
@@ -374,6 +371,7 @@ class MemoryStore(MemoryApiMixin, MemoryLeases):
         owner: str,
         lease_until: datetime,
         now: datetime,
+        outputs: Collection[str] = (),
     ) -> ClaimResult:
         run = self._s.runs.get(run_id)
         if run is None:
@@ -401,7 +399,8 @@ class MemoryStore(MemoryApiMixin, MemoryLeases):
             lease_expires_at=lease_until,
         )
         table[step_key] = step
-        return ClaimResult(outcome, run=run, step=step)
+        read = {key: table[key] for key in outputs if key in table}
+        return ClaimResult(outcome, run=run, step=step, outputs=read)
 
     async def renew_lease(
         self, run_id: str, step_key: str, seq: int, owner: str, lease_until: datetime

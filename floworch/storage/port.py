@@ -160,8 +160,14 @@ class Store(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[StoreTx]:
         """Opens a transaction."""
 
-    def run_transaction(self, run_id: str) -> AbstractAsyncContextManager[StoreTx]:
+    def run_transaction(
+        self, run_id: str, *, steps: Collection[str] = ()
+    ) -> AbstractAsyncContextManager[StoreTx]:
         """Opens a transaction holding the lock of ``run_id`` until it ends.
+
+        ``steps`` names step rows of the run the caller is about to read or change: a store
+        may read them together with the lock (one round trip instead of several). It changes
+        no answer: ``get_steps`` and ``update_step`` behave as without it.
 
         Raises:
             RunNotFoundError: the run does not exist.
@@ -196,8 +202,14 @@ class Store(Protocol):
         owner: str,
         lease_until: datetime,
         now: datetime,
+        outputs: Collection[str] = (),
     ) -> ClaimResult:
         """Atomically claims dispatch ``seq`` of a step and marks it Running.
+
+        ``outputs`` names step rows of the run to read once the claim is acquired (what the
+        step's inputs refer to): they come back in ``ClaimResult.outputs``, as
+        :meth:`get_outputs` would return them, in the claim's round trip where the database
+        allows.
 
         Outcomes: ``acquired`` (the step was Pending or Waiting with this seq: it is now Running
         with the caller's lease); ``taken_over`` (it was Running under a lease that lapsed

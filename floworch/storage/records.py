@@ -7,7 +7,7 @@ traces) hold plain JSON-serialisable Python values; the SQL adapter stores them 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -122,6 +122,12 @@ def step_changes(**fields: Any) -> StepChanges:
     return StepChanges(**fields, set_fields=frozenset(fields))
 
 
+def apply_changes(step: StepRecord, changes: StepChanges) -> StepRecord:
+    """Returns ``step`` with the fields named in ``changes.set_fields`` replaced."""
+    values = {name: getattr(changes, name) for name in changes.set_fields}
+    return replace(step, **values)
+
+
 @dataclass(frozen=True)
 class AttemptRecord:
     """The history of one handler attempt of a step."""
@@ -171,6 +177,9 @@ class ClaimResult:
     outcome: str
     run: RunRecord | None = None
     step: StepRecord | None = None
+    outputs: dict[str, StepRecord] = field(default_factory=dict)
+    """The step rows the claim was asked to read (``claim_step(..., outputs=...)``) that exist,
+    read after the claim; empty when it was not acquired."""
 
     @property
     def acquired(self) -> bool:

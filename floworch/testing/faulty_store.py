@@ -15,7 +15,7 @@ next few step claims. Example::
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -68,8 +68,10 @@ class _FaultyStore:
     def transaction(self) -> AbstractAsyncContextManager[StoreTx]:
         return self._tx(self._inner.transaction)
 
-    def run_transaction(self, run_id: str) -> AbstractAsyncContextManager[StoreTx]:
-        return self._tx(lambda: self._inner.run_transaction(run_id))
+    def run_transaction(
+        self, run_id: str, *, steps: Collection[str] = ()
+    ) -> AbstractAsyncContextManager[StoreTx]:
+        return self._tx(lambda: self._inner.run_transaction(run_id, steps=steps))
 
     @asynccontextmanager
     async def _tx(

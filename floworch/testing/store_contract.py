@@ -191,6 +191,57 @@ class StoreContract:
         final = (await store.get_outputs(run.run_id, ["a"]))["a"]
         assert final.state == {"n": 12}
 
+    async def test_rows_read_with_the_lock_answer_as_the_database_does(self, store: Any) -> None:
+        """``run_transaction(steps=...)`` only reads ahead: reads, fenced updates, inserts and
+        ledger rows inside it answer as they do without it, and what commits is the same."""
+        run = await _new_run(store, "p")
+        async with store.run_transaction(run.run_id) as tx:
+            await tx.update_step(run.run_id, "p", step_changes(status=StepStatus.RUNNING, seq=2))
+            await tx.insert_steps([_step(run.run_id, "done", status=StepStatus.SUCCEEDED)])
+        keys = ["p", "done", "next"]
+        succeeded = step_changes(status=StepStatus.SUCCEEDED, output={"v": 1})
+        # Fenced updates of a row read ahead: a wrong seq or status is refused.
+        async with store.run_transaction(run.run_id, steps=keys) as tx:
+            assert await tx.update_step(run.run_id, "p", succeeded, expect_seq=1) is None
+        async with store.run_transaction(run.run_id, steps=keys) as tx:
+            pending = [StepStatus.PENDING]
+            assert await tx.update_step(run.run_id, "p", succeeded, expect_statuses=pending) is None
+        async with store.run_transaction(run.run_id, steps=keys) as tx:
+            seen = await tx.get_steps(run.run_id, keys)
+            assert sorted(seen) == ["done", "p"] and seen["p"].seq == 2
+            assert seen == await store.get_outputs(run.run_id, keys)
+            done = await tx.update_step(
+                run.run_id, "p", succeeded, expect_seq=2, expect_statuses=[StepStatus.RUNNING]
+            )
+            assert done is not None and done.status == StepStatus.SUCCEEDED
+            assert done.output == {"v": 1} and done.seq == 2
+            again = await tx.update_step(
+                run.run_id, "p", succeeded, expect_seq=2, expect_statuses=[StepStatus.RUNNING]
+            )
+            assert again is None  # this transaction's own write counts
+            assert (await tx.get_steps(run.run_id, ["p"]))["p"].status == StepStatus.SUCCEEDED
+            await tx.insert_steps([_step(run.run_id, "next", seq=3)])
+            assert (await tx.get_steps(run.run_id, ["next"]))["next"].seq == 3
+            ledger = [DispatchRecord(run.run_id, "next", 3, "flow-a", T0, T0, None)]
+            assert await tx.record_dispatches(ledger) == ledger
+            assert await tx.record_dispatches(ledger) == []
+        steps = {s.step_key: s for s in await store.get_steps(run.run_id)}
+        assert steps["p"].status == StepStatus.SUCCEEDED and steps["p"].output == {"v": 1}
+        assert steps["next"].status == StepStatus.PENDING and steps["next"].seq == 3
+        due = await store.due_dispatches(
+            T0, unsent_grace_until=T0 + timedelta(days=1), sent_stuck_before=T0, limit=10
+        )
+        assert [(d.step_key, d.seq) for d in due] == [("next", 3)]
+
+    async def test_rows_read_with_the_lock_after_a_delete_and_a_recreate(self, store: Any) -> None:
+        run = await _new_run(store, "a")
+        async with store.run_transaction(run.run_id, steps=["a"]) as tx:
+            await tx.delete_steps(run.run_id, ["a"])
+            assert await tx.get_steps(run.run_id, ["a"]) == {}
+            await tx.insert_steps([_step(run.run_id, "a", seq=5)])
+            assert (await tx.get_steps(run.run_id, ["a"]))["a"].seq == 5
+        assert [(s.step_key, s.seq) for s in await store.get_steps(run.run_id)] == [("a", 5)]
+
     async def test_run_transaction_of_unknown_run_raises(self, store: Any) -> None:
         with pytest.raises(RunNotFoundError):
             async with store.run_transaction("nope"):
@@ -432,6 +483,24 @@ class StoreContract:
             made[1].run_id, "a", 1, owner="w2", lease_until=later + timedelta(30), now=later
         )
         assert taken.outcome == ClaimOutcome.TAKEN_OVER and taken.run == made[1]
+
+    async def test_a_claim_reads_the_rows_it_is_asked_for(self, store: Any) -> None:
+        run = await _new_run(store, "a")
+        async with store.run_transaction(run.run_id) as tx:
+            done = _step(run.run_id, "seed", status=StepStatus.SUCCEEDED, output={"x": 1})
+            await tx.insert_steps([done])
+        lease = T0 + timedelta(seconds=30)
+        outputs = ["seed", "a", "missing"]
+        got = await store.claim_step(
+            run.run_id, "a", 1, owner="w", lease_until=lease, now=T0, outputs=outputs
+        )
+        assert got.acquired and sorted(got.outputs) == ["a", "seed"]
+        assert got.outputs == await store.get_outputs(run.run_id, outputs)
+        assert got.outputs["a"].status == StepStatus.RUNNING  # read after the claim
+        again = await store.claim_step(
+            run.run_id, "a", 1, owner="w2", lease_until=lease, now=T0, outputs=outputs
+        )
+        assert not again.acquired and again.outputs == {}
 
     async def test_second_claim_is_refused_while_the_lease_lives(self, store: Any) -> None:
         run = await _new_run(store, "a")

@@ -20,10 +20,11 @@ reconciler sends it once more: the handler runs again, as after a worker that di
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from floworch.model.statuses import RunStatus
-from floworch.storage.records import ClaimOutcome, ClaimResult
+from floworch.storage.records import ClaimOutcome, ClaimResult, StepRecord
 from floworch.storage.sql import rows
 from floworch.storage.sql import scan_statements as sc
 from floworch.storage.sql import statements as st
@@ -39,8 +40,10 @@ async def claim_on(
     owner: str,
     lease_until: datetime,
     now: datetime,
+    outputs: Collection[str] = (),
 ) -> ClaimResult:
-    """Claims dispatch ``seq`` of a step with statements that each commit on their own."""
+    """Claims dispatch ``seq`` of a step with statements that each commit on their own, and
+    reads the step rows ``outputs`` right after (on PostgreSQL in the claim's round trip)."""
     values = {
         "run_id": run_id,
         "step_key": step_key,
@@ -50,10 +53,15 @@ async def claim_on(
         "now": now,
     }
     with_run = conn.dialect_name in st.ON_CONFLICT_DIALECTS
-    result = await conn.execute_unflushed(sc.start_step(with_run=with_run), values)
+    reads = st.step_reads(run_id, outputs)
+    result, *found = await conn.execute_unflushed(
+        sc.start_step(with_run=with_run), values, reads=reads
+    )
     outcome = ClaimOutcome.ACQUIRED
     if not result.rows:
-        result = await conn.execute_unflushed(sc.take_over_step(with_run=with_run), values)
+        result, *found = await conn.execute_unflushed(
+            sc.take_over_step(with_run=with_run), values, reads=reads
+        )
         outcome = ClaimOutcome.TAKEN_OVER
     step = result.first()
     if step is None:
@@ -66,12 +74,15 @@ async def claim_on(
             if name.startswith(sc.RUN_PREFIX)
         }
     else:
-        found = await conn.execute(st.select_run(), {"run_id": run_id})
-        first = found.first()
+        run_row = await conn.execute(st.select_run(), {"run_id": run_id})
+        first = run_row.first()
         if first is None:  # pragma: no cover - the step row references its run
             return ClaimResult(ClaimOutcome.RUN_NOT_FOUND)
-        run = rows.mapping(found.columns, first)
-    return ClaimResult(outcome, run=rows.to_run(run), step=rows.to_step(claimed))
+        run = rows.mapping(run_row.columns, first)
+    rows_read: dict[str, StepRecord] = {}
+    for read in found:
+        rows_read.update(rows.steps_in(read.columns, read.rows))
+    return ClaimResult(outcome, run=rows.to_run(run), step=rows.to_step(claimed), outputs=rows_read)
 
 
 async def _why(conn: SqlConnection, run_id: str, step_key: str, seq: int) -> str:

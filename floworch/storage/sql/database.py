@@ -77,13 +77,27 @@ class SqlConnection(Protocol):
         commit (PostgreSQL: in one round trip); an error of it then surfaces there, and the
         transaction fails all the same. Outside a transaction it runs at once."""
 
-    async def execute_unflushed(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
-        """Runs one write outside a transaction, committed without waiting for the disk
+    async def execute_unflushed(
+        self,
+        stmt: Stmt,
+        values: Mapping[str, Any] = NO_VALUES,
+        *,
+        reads: Sequence[tuple[Stmt, Mapping[str, Any]]] = (),
+    ) -> list[Result]:
+        """Runs one write outside a transaction, then ``reads`` (which see the write), and
+        returns their results, the write's first (PostgreSQL: one round trip for all).
+
+        The write is committed without waiting for the disk
         (PostgreSQL: ``synchronous_commit`` off for that transaction; SQLite: ``synchronous =
         NORMAL`` for that statement). A crash of this process never loses it; a power loss or a
         crash of the database server may, unless a later ordinary commit reached the disk first
         (the log is written in order, so that commit flushes this one too). SQL Server runs it
         as :meth:`execute`."""
+
+    async def execute_all(self, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]) -> list[Result]:
+        """Runs statements in order, each seeing what the ones before it did, and returns each
+        one's result. In a transaction PostgreSQL sends them, with any held-back ones, in one
+        round trip; elsewhere they run one after another."""
 
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:
         """Runs one statement once per parameter set (no rows come back)."""
@@ -116,6 +130,13 @@ class Database(Protocol):
 
     async def close(self) -> None:
         """Closes every connection."""
+
+
+async def execute_in_turn(
+    conn: SqlConnection, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]
+) -> list[Result]:
+    """:meth:`SqlConnection.execute_all` for a driver without pipelining: one after another."""
+    return [await conn.execute(stmt, values) for stmt, values in batch]
 
 
 async def acquire_pool_slot(slots: asyncio.Semaphore, timeout: float, url: URL) -> None:

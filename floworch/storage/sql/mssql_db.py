@@ -28,6 +28,7 @@ from floworch.storage.sql.database import (
     SqlConnection,
     SqlStats,
     acquire_pool_slot,
+    execute_in_turn,
 )
 from floworch.storage.sql.lanes import Lane, shielded
 from floworch.storage.sql.writes import is_duplicate_key
@@ -133,8 +134,18 @@ class LaneConnection:
     async def execute_later(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> None:
         await self.execute(stmt, values)  # pyodbc has no pipeline: every statement waits
 
-    async def execute_unflushed(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
-        return await self.execute(stmt, values)  # delayed durability is the database's choice
+    async def execute_unflushed(
+        self,
+        stmt: Stmt,
+        values: Mapping[str, Any] = NO_VALUES,
+        *,
+        reads: Sequence[tuple[Stmt, Mapping[str, Any]]] = (),
+    ) -> list[Result]:
+        # Delayed durability is the database's choice: this is a plain statement.
+        return await execute_in_turn(self, [(stmt, values), *reads])
+
+    async def execute_all(self, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]) -> list[Result]:
+        return await execute_in_turn(self, batch)
 
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:
         statement = self._statement(stmt)

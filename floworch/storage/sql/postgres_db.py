@@ -25,7 +25,7 @@ import psycopg
 from sqlalchemy.dialects.postgresql import psycopg as sa_psycopg
 from sqlalchemy.engine import URL, Dialect
 
-from floworch.storage.sql.compiled import StatementCache, Stmt
+from floworch.storage.sql.compiled import Compiled, StatementCache, Stmt
 from floworch.storage.sql.database import (
     NO_VALUES,
     Result,
@@ -70,10 +70,21 @@ class PgConnection:
         held = self._take_held()
         self._stats.statements += 1
         self._stats.round_trips += 1
-        found, count = await self.lane.call(lambda: self._send(held, (compiled.sql, params)))
+        [(found, count)] = await self.lane.call(lambda: self._send(held, [(compiled.sql, params)]))
         if compiled.writes and not self.in_transaction:
             self._stats.commits += 1
         return Result(compiled.rows(found) if found else [], count, compiled.columns)
+
+    async def execute_all(self, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]) -> list[Result]:
+        if not self._open or len(batch) < 2:
+            return [await self.execute(stmt, values) for stmt, values in batch]
+        compiled = [(self._cache.get(stmt), values) for stmt, values in batch]
+        sends = [(c.sql, c.parameters(values)) for c, values in compiled]
+        held = self._take_held()
+        self._stats.statements += len(sends)
+        self._stats.round_trips += 1
+        answers = await self.lane.call(lambda: self._send(held, sends))
+        return _results(compiled, answers)
 
     async def execute_later(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> None:
         if not self._open:
@@ -83,20 +94,25 @@ class PgConnection:
         self._held.append((compiled.sql, compiled.parameters(values)))
         self._stats.statements += 1
 
-    async def execute_unflushed(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
+    async def execute_unflushed(
+        self,
+        stmt: Stmt,
+        values: Mapping[str, Any] = NO_VALUES,
+        *,
+        reads: Sequence[tuple[Stmt, Mapping[str, Any]]] = (),
+    ) -> list[Result]:
         if self._open:
             raise RuntimeError("execute_unflushed runs alone, never in a transaction")
-        compiled = self._cache.get(stmt)
-        params = compiled.parameters(values)
+        compiled = [(self._cache.get(stmt), values)]
+        compiled += [(self._cache.get(read), read_values) for read, read_values in reads]
+        sends = [(c.sql, c.parameters(v)) for c, v in compiled]
         # One round trip: a transaction of its own whose commit does not wait for the WAL flush.
         held: list[_Held] = [("BEGIN", None), (_NO_FLUSH, None)]
-        self._stats.statements += 4
+        self._stats.statements += 3 + len(sends)
         self._stats.round_trips += 1
-        found, count = await self.lane.call(
-            lambda: self._send(held, (compiled.sql, params), then_commit=True)
-        )
+        answers = await self.lane.call(lambda: self._send(held, sends, then_commit=True))
         self._stats.commits += 1
-        return Result(compiled.rows(found) if found else [], count, compiled.columns)
+        return _results(compiled, answers)
 
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:
         compiled = self._cache.get(stmt)
@@ -107,7 +123,7 @@ class PgConnection:
 
         def run() -> None:
             if held:
-                self._send(held, None)
+                self._send(held)
             self._cursor.executemany(compiled.sql, params)
 
         await self.lane.call(run)
@@ -143,7 +159,7 @@ class PgConnection:
         self._stats.statements += 1
         self._stats.round_trips += 1
         if held:
-            await self.lane.call(lambda: self._send(held, None, then_commit=True))
+            await self.lane.call(lambda: self._send(held, then_commit=True))
         else:
             await self.lane.call(self.raw.commit)
         self._stats.commits += 1
@@ -165,33 +181,35 @@ class PgConnection:
         return held
 
     def _send(
-        self, held: list[_Held], last: _Held | None, *, then_commit: bool = False
-    ) -> tuple[list[Any], int]:
-        """Runs on the lane: the held-back statements, then ``last`` (whose rows and row count
-        come back) and, with ``then_commit``, a ``COMMIT``, in one pipeline when there is more
-        than one statement. On an error, a transaction opened by ``held`` for a one-shot
-        statement is rolled back; a caller's transaction is left to its ``rollback``."""
+        self, held: list[_Held], lasts: Sequence[_Held] = (), *, then_commit: bool = False
+    ) -> list[tuple[list[Any], int]]:
+        """Runs on the lane: the held-back statements, then each of ``lasts`` (on a cursor of
+        its own, whose rows and row count come back, in order) and, with ``then_commit``, a
+        ``COMMIT``, in one pipeline when there is more than one statement. Each statement sees
+        what the ones before it did (a lock taken first holds for the reads after it). On an
+        error, a transaction opened by ``held`` for a one-shot statement is rolled back; a
+        caller's transaction is left to its ``rollback``."""
         cursor = self._cursor
-        if not held and not then_commit:
-            assert last is not None
-            cursor.execute(last[0], last[1])
+        if not held and not then_commit and len(lasts) == 1:
+            cursor.execute(lasts[0][0], lasts[0][1])
             found = cursor.fetchall() if cursor.description is not None else []
-            return found, cursor.rowcount
+            return [(found, cursor.rowcount)]
+        cursors = [cursor] + [self.raw.cursor() for _ in lasts[1:]]
+        answers: list[tuple[list[Any], int]] = []
         error: psycopg.Error | None = None
-        found, count = [], -1
         try:
             with self.raw.pipeline() as pipeline:
                 try:
                     for sql, params in held:
                         self._aside.execute(sql, params)
-                    if last is not None:
-                        cursor.execute(last[0], last[1])
+                    for each, (sql, params) in zip(cursors, lasts, strict=False):
+                        each.execute(sql, params)
                     if then_commit:
                         self._aside.execute("COMMIT")
                     pipeline.sync()
-                    if last is not None:
-                        found = cursor.fetchall() if cursor.description is not None else []
-                        count = cursor.rowcount
+                    for each in cursors[: len(lasts)]:
+                        found = each.fetchall() if each.description is not None else []
+                        answers.append((found, each.rowcount))
                 except psycopg.Error as exc:
                     error = exc  # raised below, once the pipeline is closed
         except psycopg.Error as exc:  # pragma: no cover - the connection failed while closing
@@ -202,7 +220,16 @@ class PgConnection:
                     self._stats.statements += 1
                     self.raw.rollback()
             raise error
-        return found, count
+        return answers
+
+
+def _results(
+    compiled: Sequence[tuple[Compiled, Any]], answers: Sequence[tuple[list[Any], int]]
+) -> list[Result]:
+    return [
+        Result(c.rows(found) if found else [], count, c.columns)
+        for (c, _), (found, count) in zip(compiled, answers, strict=True)
+    ]
 
 
 _Held = tuple[str, Any]

@@ -124,6 +124,11 @@ def to_step(row: Mapping[str, Any]) -> StepRecord:
     return StepRecord(run_id=row["run_id"], step_key=row["step_key"], **values)
 
 
+def steps_in(columns: Sequence[str], found: Sequence[Sequence[Any]]) -> dict[str, StepRecord]:
+    """Step rows of a result, by step key."""
+    return {row["step_key"]: to_step(row) for row in mappings(columns, found)}
+
+
 def record_values(record: Any, *, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The column values of a record whose columns are named as its fields."""
     return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in exclude}

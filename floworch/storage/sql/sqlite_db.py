@@ -31,7 +31,13 @@ from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import URL, Dialect
 
 from floworch.storage.sql.compiled import StatementCache, Stmt
-from floworch.storage.sql.database import NO_VALUES, Result, SqlConnection, SqlStats
+from floworch.storage.sql.database import (
+    NO_VALUES,
+    Result,
+    SqlConnection,
+    SqlStats,
+    execute_in_turn,
+)
 
 T = TypeVar("T")
 
@@ -97,16 +103,24 @@ class SqliteConnection:
     async def execute_later(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> None:
         await self.execute(stmt, values)  # in-process: holding it back would save nothing
 
-    async def execute_unflushed(self, stmt: Stmt, values: Mapping[str, Any] = NO_VALUES) -> Result:
+    async def execute_unflushed(
+        self,
+        stmt: Stmt,
+        values: Mapping[str, Any] = NO_VALUES,
+        *,
+        reads: Sequence[tuple[Stmt, Mapping[str, Any]]] = (),
+    ) -> list[Result]:
         if not self._full or self.raw.in_transaction or not self._in_wal():
-            return await self.execute(stmt, values)
-        # WAL with synchronous=NORMAL writes the commit to the log without an fsync; the next
-        # FULL commit fsyncs the log, and this commit with it.
-        self.raw.execute("PRAGMA synchronous = NORMAL")
-        try:
-            return await self.execute(stmt, values)
-        finally:
-            self.raw.execute("PRAGMA synchronous = FULL")
+            written = await self.execute(stmt, values)
+        else:
+            # WAL with synchronous=NORMAL writes the commit to the log without an fsync; the
+            # next FULL commit fsyncs the log, and this commit with it.
+            self.raw.execute("PRAGMA synchronous = NORMAL")
+            try:
+                written = await self.execute(stmt, values)
+            finally:
+                self.raw.execute("PRAGMA synchronous = FULL")
+        return [written, *await execute_in_turn(self, reads)]
 
     def _in_wal(self) -> bool:
         """Whether the file is in WAL mode, where ``synchronous = NORMAL`` cannot corrupt it."""
@@ -114,6 +128,9 @@ class SqliteConnection:
             row = self.raw.execute("PRAGMA journal_mode").fetchone()
             self._wal = bool(row) and str(row[0]).lower() == "wal"
         return self._wal
+
+    async def execute_all(self, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]) -> list[Result]:
+        return await execute_in_turn(self, batch)
 
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:
         compiled = self._cache.get(stmt)

@@ -11,7 +11,8 @@ CONFLICT``; SQL Server gets a plain ``INSERT`` that the caller runs inside a sav
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -40,6 +41,8 @@ from floworch.storage.sql.schema import (
 
 ON_CONFLICT_DIALECTS = frozenset({"postgresql", "sqlite"})
 LIKE_ESCAPE = "/"
+KEYS_PER_STATEMENT = 500
+"""Keys per ``IN`` list of one statement."""
 
 
 def primary_key_names(table: Table) -> list[str]:
@@ -216,6 +219,18 @@ def select_steps(count: int) -> Stmt:
             .order_by(steps.c.id)
         ),
     )
+
+
+def step_reads(run_id: str, keys: Collection[str]) -> list[tuple[Stmt, dict[str, Any]]]:
+    """The :func:`select_steps` statements, with their values, that read ``keys`` of a run."""
+    wanted = list(dict.fromkeys(keys))
+    batch: list[tuple[Stmt, dict[str, Any]]] = []
+    for start in range(0, len(wanted), KEYS_PER_STATEMENT):
+        chunk = wanted[start : start + KEYS_PER_STATEMENT]
+        values: dict[str, Any] = {"run_id": run_id}
+        values.update((f"k{i}", key) for i, key in enumerate(chunk))
+        batch.append((select_steps(len(chunk)), values))
+    return batch
 
 
 def select_steps_with_prefix(*, with_prefix: bool) -> Stmt:

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL, Engine
 
-from floworch.errors import RunNotFoundError
 from floworch.model.statuses import RunStatus
 from floworch.storage.port import StoreTx
 from floworch.storage.records import (
@@ -138,20 +137,17 @@ class SqlStore(SqlApiMixin, SqlLeasesMixin):
             await manager.__aexit__(None, None, None)
 
     @asynccontextmanager
-    async def _begin(self, lock_run: str | None = None) -> AsyncIterator[SqlTx]:
+    async def _begin(
+        self, lock_run: str | None = None, steps: Collection[str] = ()
+    ) -> AsyncIterator[SqlTx]:
         async with self._connect(write=True) as conn:
             with translating(self._url):
                 await conn.begin()
             try:
-                locked: RunRecord | None = None
-                if lock_run is not None:
-                    with translating(self._url):
-                        found = await conn.execute(st.lock_run(), {"run_id": lock_run})
-                    row = found.first()
-                    if row is None:
-                        raise RunNotFoundError(lock_run)
-                    locked = rows.to_run(rows.mapping(found.columns, row))
-                yield SqlTx(conn, self._url, locked)
+                if lock_run is None:
+                    yield SqlTx(conn, self._url)
+                else:
+                    yield await SqlTx.locking(conn, self._url, lock_run, steps)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await conn.rollback()
@@ -169,13 +165,16 @@ class SqlStore(SqlApiMixin, SqlLeasesMixin):
         """Opens a write transaction; it commits when the block ends normally."""
         return self._begin(None)
 
-    def run_transaction(self, run_id: str) -> AbstractAsyncContextManager[StoreTx]:
-        """Opens a transaction that first takes the run's row lock.
+    def run_transaction(
+        self, run_id: str, *, steps: Collection[str] = ()
+    ) -> AbstractAsyncContextManager[StoreTx]:
+        """Opens a transaction that first takes the run's row lock, and reads ``steps`` right
+        after it (on PostgreSQL in the same round trip; see :mod:`floworch.storage.sql.tx`).
 
         Raises:
             RunNotFoundError: the run does not exist.
         """
-        return self._begin(run_id)
+        return self._begin(run_id, steps)
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Runs a self-contained transaction again when it lost a deadlock or serialisation."""
@@ -244,11 +243,19 @@ class SqlStore(SqlApiMixin, SqlLeasesMixin):
         owner: str,
         lease_until: datetime,
         now: datetime,
+        outputs: Collection[str] = (),
     ) -> ClaimResult:
         async def attempt() -> ClaimResult:
             async with self._connect(write=True) as conn:
                 return await claim_on(
-                    conn, run_id, step_key, seq, owner=owner, lease_until=lease_until, now=now
+                    conn,
+                    run_id,
+                    step_key,
+                    seq,
+                    owner=owner,
+                    lease_until=lease_until,
+                    now=now,
+                    outputs=outputs,
                 )
 
         return await self._retrying(attempt)

@@ -5,14 +5,24 @@ row lock or the insert keeps others from changing it until commit), so ``get_run
 costs no statement: the engine reads the run right after taking its lock. For the same reason
 ``update_run`` of such a run knows the new row without reading it back.
 
+Step rows of the locked run read right after its lock (``run_transaction(run_id, steps=...)``,
+one round trip with the lock on PostgreSQL) are kept as well. While the run's lock is held,
+another transaction can still claim such a row (Pending or Waiting to Running, or a lapsed
+Running one to a new owner) and renew its lease, but nothing else: step rows are inserted,
+deleted, finished, parked and dispatched again only under the run's lock. So which of those rows
+exist, a terminal row, and a Running row's status and seq stay as read until commit. ``get_steps``
+answers from them, and ``update_step`` of a kept Running row at the expected seq sends its write
+without waiting for an answer: it cannot miss.
+
 Writes whose result the engine does not read (new step rows, attempts, events, a known run's
-update) are sent with :meth:`SqlConnection.execute_later`: on PostgreSQL they travel with the
-transaction's next statement or its commit, in one round trip.
+update, such a step update, and the ledger rows of steps this transaction created) are sent with
+:meth:`SqlConnection.execute_later`: on PostgreSQL they travel with the transaction's next
+statement or its commit, in one round trip.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -20,7 +30,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy.engine import URL
 
 from floworch.errors import RunNotFoundError
-from floworch.model.statuses import RunStatus
+from floworch.model.statuses import RunStatus, StepStatus
 from floworch.storage.records import (
     JSON,
     AttemptRecord,
@@ -32,17 +42,23 @@ from floworch.storage.records import (
     SignalWaiter,
     StepChanges,
     StepRecord,
+    apply_changes,
 )
 from floworch.storage.sql import rows
 from floworch.storage.sql import schema as t
 from floworch.storage.sql import statements as st
+from floworch.storage.sql.compiled import Stmt
 from floworch.storage.sql.database import SqlConnection
 from floworch.storage.sql.errors import translating
-from floworch.storage.sql.writes import insert_once, insert_rows, upsert
+from floworch.storage.sql.writes import (
+    insert_later_skipping_duplicates,
+    insert_once,
+    insert_rows,
+    upsert,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_KEYS_PER_STATEMENT = 500
 
 
 def translated(
@@ -83,10 +99,43 @@ class SqlTx:
     commits; nothing here commits or rolls back by itself.
     """
 
-    def __init__(self, conn: SqlConnection, url: URL, locked: RunRecord | None = None) -> None:
+    def __init__(
+        self,
+        conn: SqlConnection,
+        url: URL,
+        locked: RunRecord | None = None,
+        steps: Mapping[str, StepRecord | None] | None = None,
+    ) -> None:
         self._conn = conn
         self._url = url
         self._runs: dict[str, RunRecord] = {} if locked is None else {locked.run_id: locked}
+        self._locked = None if locked is None else locked.run_id
+        # Rows of the locked run read after its lock (None: no such row); see the module doc.
+        self._steps: dict[str, StepRecord | None] = dict(steps or {})
+        # (step key, seq) of the rows this transaction inserted: no ledger row can have them yet.
+        self._created: set[tuple[str, int]] = set()
+
+    @classmethod
+    async def locking(
+        cls, conn: SqlConnection, url: URL, run_id: str, steps: Collection[str]
+    ) -> SqlTx:
+        """Takes the lock of ``run_id`` in the transaction ``conn`` has begun and reads
+        ``steps`` of that run after it (one round trip on PostgreSQL).
+
+        Raises:
+            RunNotFoundError: the run does not exist.
+        """
+        batch: list[tuple[Stmt, Mapping[str, Any]]] = [(st.lock_run(), {"run_id": run_id})]
+        batch += st.step_reads(run_id, steps)
+        with translating(url):
+            results = await conn.execute_all(batch)
+        row = results[0].first()
+        if row is None:
+            raise RunNotFoundError(run_id)
+        known: dict[str, StepRecord | None] = dict.fromkeys(steps)
+        for result in results[1:]:
+            known.update(rows.steps_in(result.columns, result.rows))
+        return cls(conn, url, rows.to_run(rows.mapping(results[0].columns, row)), known)
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -175,17 +224,23 @@ class SqlTx:
         await insert_rows(
             self._conn, t.steps, [rows.step_values(step) for step in steps], later=True
         )
+        for step in steps:
+            if step.run_id == self._locked:
+                self._steps.pop(step.step_key, None)
+                self._created.add((step.step_key, step.seq))
 
     @translated
     async def get_steps(self, run_id: str, keys: Collection[str]) -> dict[str, StepRecord]:
         wanted = list(dict.fromkeys(keys))
+        if run_id == self._locked and all(key in self._steps for key in wanted):
+            return {key: row for key in wanted if (row := self._steps[key]) is not None}
+        return await self._read_steps(run_id, wanted)
+
+    async def _read_steps(self, run_id: str, wanted: Collection[str]) -> dict[str, StepRecord]:
         found: dict[str, StepRecord] = {}
-        for start in range(0, len(wanted), _KEYS_PER_STATEMENT):
-            chunk = wanted[start : start + _KEYS_PER_STATEMENT]
-            values = {"run_id": run_id, **_keyed("k", chunk)}
-            result = await self._conn.execute(st.select_steps(len(chunk)), values)
-            for row in rows.mappings(result.columns, result.rows):
-                found[row["step_key"]] = rows.to_step(row)
+        for stmt, values in st.step_reads(run_id, wanted):
+            result = await self._conn.execute(stmt, values)
+            found.update(rows.steps_in(result.columns, result.rows))
         return found
 
     @translated
@@ -215,7 +270,7 @@ class SqlTx:
         changed = rows.step_change_values(changes)
         if not changed:
             # Nothing to write: still honour the expectations by reading the row.
-            step = (await self.get_steps(run_id, [step_key])).get(step_key)
+            step = (await self._read_steps(run_id, [step_key])).get(step_key)
             if step is None or (expect_seq is not None and step.seq != expect_seq):
                 return None
             if expect_statuses is not None and step.status not in expect_statuses:
@@ -232,19 +287,40 @@ class SqlTx:
             statuses = len(wanted)
             values.update(_keyed("s", wanted))
         stmt = st.update_step(names, expect_seq=expect_seq is not None, expect_statuses=statuses)
-        result = await self._conn.execute(stmt, values)
-        row = result.first()
-        return None if row is None else rows.to_step(rows.mapping(result.columns, row))
+        kept = self._steps.get(step_key) if run_id == self._locked else None
+        if (
+            kept is not None
+            and kept.status == StepStatus.RUNNING
+            and (expect_seq is None or kept.seq == expect_seq)
+            and (expect_statuses is None or StepStatus.RUNNING in expect_statuses)
+        ):
+            # Running at this seq under the run's lock: only this transaction can move it.
+            await self._conn.execute_later(stmt, values)
+            updated: StepRecord | None = apply_changes(kept, changes)
+        else:
+            result = await self._conn.execute(stmt, values)
+            row = result.first()
+            updated = None if row is None else rows.to_step(rows.mapping(result.columns, row))
+        if run_id == self._locked and step_key in self._steps:
+            if updated is None:
+                del self._steps[step_key]  # it exists all the same: read it again when asked
+            else:
+                self._steps[step_key] = updated
+        return updated
 
     @translated
     async def delete_steps(self, run_id: str, keys: Collection[str]) -> None:
         wanted = list(dict.fromkeys(keys))
-        for start in range(0, len(wanted), _KEYS_PER_STATEMENT):
-            chunk = wanted[start : start + _KEYS_PER_STATEMENT]
+        for start in range(0, len(wanted), st.KEYS_PER_STATEMENT):
+            chunk = wanted[start : start + st.KEYS_PER_STATEMENT]
             values = {"run_id": run_id, **_keyed("k", chunk)}
             # Claims of the first schema revision go too, then waiters, loop items, the steps.
             for table in (t.claims, t.signal_waiters, t.loop_items, t.steps):
                 await self._conn.execute(st.delete_step_rows(table, len(chunk)), values)
+        if run_id == self._locked:
+            for key in wanted:
+                self._steps[key] = None
+            self._created = {(key, seq) for key, seq in self._created if key not in keys}
 
     @translated
     async def insert_attempt(self, attempt: AttemptRecord) -> None:
@@ -264,6 +340,22 @@ class SqlTx:
 
     @translated
     async def record_dispatches(self, dispatches: Sequence[DispatchRecord]) -> list[DispatchRecord]:
+        first = [
+            d
+            for d in dispatches
+            if d.run_id == self._locked and (d.step_key, d.seq) in self._created
+        ]
+        if len(first) == len(dispatches) and self._conn.dialect_name in st.ON_CONFLICT_DIALECTS:
+            # The first dispatches of rows this transaction created: new by construction (a
+            # recreated step starts above every seq its run used), so nothing needs reading.
+            await insert_later_skipping_duplicates(
+                self._conn, t.dispatches, [rows.dispatch_values(d) for d in dispatches]
+            )
+            self._created.difference_update((d.step_key, d.seq) for d in dispatches)
+            once: dict[tuple[str, int], DispatchRecord] = {}
+            for d in dispatches:
+                once.setdefault((d.step_key, d.seq), d)  # a key repeated in the batch: once
+            return list(once.values())
         values = [rows.dispatch_values(d) for d in dispatches]
         fresh = await insert_once(self._conn, t.dispatches, values)
         return [dispatches[i] for i in fresh]

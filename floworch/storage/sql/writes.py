@@ -15,6 +15,7 @@ from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 
 from floworch.storage.sql import statements as st
+from floworch.storage.sql.compiled import Stmt
 from floworch.storage.sql.database import SqlConnection
 
 # SQL Server: 2627 = primary key / unique constraint violation, 2601 = unique index violation.
@@ -64,15 +65,8 @@ async def insert_once(
     dialect = conn.dialect_name
     if dialect not in st.ON_CONFLICT_DIALECTS:
         return await _insert_once_catching(conn, table, rows)
-    columns = tuple(rows[0])
-    per_chunk = max(1, _CHUNK_VALUES // len(columns))
     inserted: set[tuple[Any, ...]] = set()
-    for start in range(0, len(rows), per_chunk):
-        chunk = rows[start : start + per_chunk]
-        stmt = st.insert_ignoring_duplicates(
-            table, dialect, columns, rows=len(chunk), returning_keys=True
-        )
-        values = {f"{name}_{i}": row[name] for i, row in enumerate(chunk) for name in columns}
+    for stmt, values in _multi_row_inserts(table, dialect, rows, returning_keys=True):
         result = await conn.execute(stmt, values)
         inserted.update(result.rows)
     fresh: list[int] = []
@@ -82,6 +76,34 @@ async def insert_once(
             inserted.discard(key)  # a key repeated in the batch counts once
             fresh.append(index)
     return fresh
+
+
+async def insert_later_skipping_duplicates(
+    conn: SqlConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert-once of rows nobody needs to hear back about (PostgreSQL and SQLite only): the
+    statements may be held back (see :meth:`SqlConnection.execute_later`)."""
+    if not rows:
+        return
+    for stmt, values in _multi_row_inserts(table, conn.dialect_name, rows, returning_keys=False):
+        await conn.execute_later(stmt, values)
+
+
+def _multi_row_inserts(
+    table: Table, dialect: str, rows: Sequence[Mapping[str, Any]], *, returning_keys: bool
+) -> list[tuple[Stmt, dict[str, Any]]]:
+    """Insert-once statements of ``rows`` (PostgreSQL, SQLite), as few as the bind limit allows."""
+    columns = tuple(rows[0])
+    per_chunk = max(1, _CHUNK_VALUES // len(columns))
+    batch: list[tuple[Stmt, dict[str, Any]]] = []
+    for start in range(0, len(rows), per_chunk):
+        chunk = rows[start : start + per_chunk]
+        stmt = st.insert_ignoring_duplicates(
+            table, dialect, columns, rows=len(chunk), returning_keys=returning_keys
+        )
+        values = {f"{name}_{i}": row[name] for i, row in enumerate(chunk) for name in columns}
+        batch.append((stmt, values))
+    return batch
 
 
 async def _insert_once_catching(

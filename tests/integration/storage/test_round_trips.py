@@ -31,11 +31,14 @@ T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
 async def _run_with_step(store: SqlStore) -> RunRecord:
-    run = running_run("r1", remaining=2)
+    run = running_run("r1", remaining=3)
     async with store.transaction() as tx:
         await tx.insert_run(run)
         await tx.insert_steps(
-            [StepRecord("r1", "a", "Work", StepStatus.PENDING, seq=1, created_at=T0)]
+            [
+                StepRecord("r1", "seed", "Work", StepStatus.SUCCEEDED, output={"x": 1}),
+                StepRecord("r1", "a", "Work", StepStatus.PENDING, seq=1, created_at=T0),
+            ]
         )
     return run
 
@@ -49,16 +52,27 @@ def _since(store: SqlStore, before: SqlStats) -> tuple[int, int, int]:
     )
 
 
-async def _claim_and_complete(store: SqlStore) -> tuple[tuple[int, int, int], ...]:
-    """Claims step ``a`` and completes it the way the engine does; the cost of each part."""
+async def _claim_and_complete(
+    store: SqlStore, *, prefetch: bool = False
+) -> tuple[tuple[int, int, int], ...]:
+    """Claims step ``a`` and completes it the way the engine does; the cost of each part.
+    With ``prefetch`` the claim reads ``a``'s input row and the completion reads ``a`` and
+    its successor ``b`` with the run's lock, as the engine asks."""
     before = SqlStats(*astuple(store.stats))
     claim = await store.claim_step(
-        "r1", "a", 1, owner="w", lease_until=T0 + timedelta(minutes=5), now=T0
+        "r1",
+        "a",
+        1,
+        owner="w",
+        lease_until=T0 + timedelta(minutes=5),
+        now=T0,
+        outputs=["seed", "nothing"] if prefetch else (),
     )
     assert claim.outcome == ClaimOutcome.ACQUIRED
+    assert sorted(claim.outputs) == (["seed"] if prefetch else [])
     claimed = _since(store, before)
     before = SqlStats(*astuple(store.stats))
-    async with store.run_transaction("r1") as tx:
+    async with store.run_transaction("r1", steps=["a", "b"] if prefetch else ()) as tx:
         done = await tx.update_step(
             "r1", "a", step_changes(status=StepStatus.SUCCEEDED), expect_seq=1
         )
@@ -75,20 +89,44 @@ async def _claim_and_complete(store: SqlStore) -> tuple[tuple[int, int, int], ..
     return claimed, _since(store, before)
 
 
+async def _check_completed(store: SqlStore) -> None:
+    run = await store.get_run("r1")
+    assert run is not None and run.remaining == 2
+    steps = {s.step_key: s for s in await store.get_steps("r1")}
+    assert sorted(steps) == ["a", "b", "seed"]
+    assert steps["a"].status == StepStatus.SUCCEEDED
+    due = await store.due_dispatches(
+        T0, unsent_grace_until=T0 + timedelta(days=1), sent_stuck_before=T0, limit=10
+    )
+    assert [(d.step_key, d.seq) for d in due] == [("b", 1)]
+    assert len(await store.list_events("r1")) == 1
+    assert len(await store.get_attempts("r1")) == 1
+
+
 @pytest.mark.postgres
 async def test_postgres_step_transition_round_trips(pg_store: SqlStore) -> None:
     await _run_with_step(pg_store)
     claimed, completed = await _claim_and_complete(pg_store)
     # BEGIN, SET LOCAL synchronous_commit, the claim's UPDATE, COMMIT: one round trip.
     assert claimed == (4, 1, 1)
-    # BEGIN + the run lock; the step update; the new step + its ledger row; the run update,
-    # the attempt, the event and COMMIT: four round trips for nine statements, one commit.
-    assert completed == (9, 4, 1)
-    run = await pg_store.get_run("r1")
-    assert run is not None and run.remaining == 1
-    assert [s.step_key for s in await pg_store.get_steps("r1")] == ["a", "b"]
-    assert len(await pg_store.list_events("r1")) == 1
-    assert len(await pg_store.get_attempts("r1")) == 1
+    # BEGIN + the run lock; the step update (its answer is read); the new step, its ledger row
+    # (new with the step: nothing to read), the run update, the attempt, the event and COMMIT:
+    # three round trips for nine statements, one commit.
+    assert completed == (9, 3, 1)
+    await _check_completed(pg_store)
+
+
+@pytest.mark.postgres
+async def test_postgres_step_transition_with_reads_ahead_takes_three_round_trips(
+    pg_store: SqlStore,
+) -> None:
+    await _run_with_step(pg_store)
+    claimed, completed = await _claim_and_complete(pg_store, prefetch=True)
+    # The claim's transaction reads the input rows too: still one round trip.
+    assert claimed == (5, 1, 1)
+    # BEGIN, the run lock and the read of a and b; then every write held back and the COMMIT.
+    assert completed == (10, 2, 1)
+    await _check_completed(pg_store)
 
 
 @pytest.mark.postgres

@@ -149,7 +149,7 @@ def _builders(module: Any) -> set[str]:
     }
 
 
-NOT_STATEMENTS = {"primary_key_names", "like_prefix"}
+NOT_STATEMENTS = {"primary_key_names", "like_prefix", "step_reads"}  # step_reads: select_steps
 MSSQL_ABSENT = {"mark_dispatched_in", "upsert_row"}
 
 
