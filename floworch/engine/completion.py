@@ -41,7 +41,8 @@ async def complete_step(
     key, seq = step.step_key, step.seq
     # The When trace is written when this execution decided it, and never erased afterwards.
     trace = _trace_of(outcome)
-    async with core.store.run_transaction(run_id, steps=rows_to_prefetch(flow, key)) as tx:
+    ahead = rows_to_prefetch(core, flow, run_id, key)
+    async with core.store.run_transaction(run_id, steps=ahead) as tx:
         run = await tx.get_run(run_id)
         assert run is not None
         t = Transition(core, tx, flow, run, now)

@@ -35,10 +35,11 @@ _HINTED_JOIN = 8  # joins with at least this many predecessors keep a blocker hi
 _MAX_HINTS = 10_000
 
 
-def rows_to_prefetch(flow: FlowDefinition, key: str) -> list[str]:
+def rows_to_prefetch(core: EngineCore, flow: FlowDefinition, run_id: str, key: str) -> list[str]:
     """The step rows a transition that finishes step ``key`` reads: the step, its successors
-    and their predecessors (of a wide join only the successor: its blocker hint reads the rest).
-    The completion has the store read them with the run's lock (see ``run_transaction``)."""
+    and their predecessors (of a wide join only the successor and the predecessor its blocker
+    hint names, which is all it reads while the hint holds). The completion has the store read
+    them with the run's lock (see ``run_transaction``)."""
     prefix, scope = flow.scope_of(key)
     local = InstanceKey.parse(key).step
     wanted = [key]
@@ -47,6 +48,8 @@ def rows_to_prefetch(flow: FlowDefinition, key: str) -> list[str]:
         predecessors = scope.steps[succ].predecessors
         if len(predecessors) < _HINTED_JOIN:
             wanted.extend(prefix + pred for pred in predecessors if pred != local)
+        elif (hint := core.join_hints.get((run_id, prefix + succ))) not in (None, local):
+            wanted.append(prefix + str(hint))
     return wanted
 
 
