@@ -8,6 +8,7 @@ key goes through :class:`InstanceKey` instead of splitting strings by hand.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 SEPARATOR = "."
@@ -37,12 +38,17 @@ class InstanceKey:
 
     @classmethod
     def parse(cls, text: str) -> InstanceKey:
-        """Parses an instance key.
+        """Parses an instance key (the engine parses the same few keys over and over, so the
+        answers of the most recent ones are kept; the key is immutable).
 
         Raises:
             InstanceKeyError: (a ValueError) the key is empty, has an even number of parts or a
                 non-numeric index.
         """
+        return _parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> InstanceKey:
         parts = text.split(SEPARATOR)
         if len(parts) % 2 == 0 or not all(parts[0::2]):
             raise InstanceKeyError(text, "expected '<step>' or '<loop>.<index>.<step>'")
@@ -141,3 +147,8 @@ def is_root_key(key: str) -> bool:
 
 
 __all__ = ["InstanceKey", "InstanceKeyError", "descendants_prefix", "is_inside", "is_root_key"]
+
+
+@functools.lru_cache(maxsize=16_384)
+def _parse(text: str) -> InstanceKey:
+    return InstanceKey._parse(text)

@@ -145,6 +145,9 @@ async def acquire_pool_slot(slots: asyncio.Semaphore, timeout: float, url: URL) 
     Raises:
         StorageUnavailableError: the pool stayed exhausted for ``timeout`` seconds.
     """
+    if not slots.locked():
+        await slots.acquire()  # a free slot: taken at once, with no timer task
+        return
     try:
         await asyncio.wait_for(slots.acquire(), timeout)
     except TimeoutError:

@@ -297,12 +297,9 @@ class PostgresDatabase:
             self._slots.release()
             raise
 
-    async def _release(self, conn: PgConnection) -> None:
+    async def _discard(self, conn: PgConnection) -> None:
         try:
-            if conn.broken or conn.in_transaction:
-                await _close(conn)
-            else:
-                self._idle.append(conn)
+            await _close(conn)
         finally:
             self._slots.release()
 
@@ -312,7 +309,11 @@ class PostgresDatabase:
         try:
             yield conn
         finally:
-            await shielded(self._release(conn))
+            if conn.broken or conn.in_transaction:
+                await shielded(self._discard(conn))
+            else:  # back to the pool at once: nothing to await, so nothing to cancel
+                self._idle.append(conn)
+                self._slots.release()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
