@@ -6,7 +6,8 @@ costs no statement: the engine reads the run right after taking its lock. For th
 ``update_run`` of such a run knows the new row without reading it back.
 
 Step rows of the locked run read right after its lock (``run_transaction(run_id, steps=...)``,
-one round trip with the lock on PostgreSQL) are kept as well. While the run's lock is held,
+one round trip with the lock on PostgreSQL) are kept as well. A run this transaction inserted
+counts as locked: nobody else sees it, or can touch its steps, before commit. While the run's lock is held,
 another transaction can still claim such a row (Pending or Waiting to Running, or a lapsed
 Running one to a new owner) and renew its lease, but nothing else: step rows are inserted,
 deleted, finished, parked and dispatched again only under the run's lock. So which of those rows
@@ -141,8 +142,11 @@ class SqlTx:
 
     @translated
     async def insert_run(self, run: RunRecord) -> None:
-        await insert_rows(self._conn, t.runs, [rows.run_values(run)])
+        await insert_rows(self._conn, t.runs, [rows.run_values(run)], later=True)
         self._runs[run.run_id] = run
+        if self._locked is None:
+            # Nobody else sees the run before commit: this transaction holds it as if locked.
+            self._locked = run.run_id
 
     @translated
     async def get_run(self, run_id: str) -> RunRecord | None:

@@ -158,3 +158,21 @@ async def test_sqlite_full_claims_without_fsync_and_restores_full(sqlite_url: st
         assert "PRAGMA synchronous = NORMAL" not in traced[claim + 1 :]  # the completion: FULL
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_starting_a_run_is_one_round_trip(pg_store: SqlStore) -> None:
+    # A run this transaction inserts is its own until commit: its first step's ledger row needs
+    # no answer either, so the run, the step, the ledger row, the event and COMMIT go together.
+    before = SqlStats(*astuple(pg_store.stats))
+    async with pg_store.transaction() as tx:
+        await tx.insert_run(running_run("r2", remaining=1))
+        await tx.insert_steps(
+            [StepRecord("r2", "a", "Work", StepStatus.PENDING, seq=1, created_at=T0)]
+        )
+        ledger = [DispatchRecord("r2", "a", 1, "f", T0, T0, None)]
+        assert await tx.record_dispatches(ledger) == ledger
+        await tx.append_events([EventRecord("r2", "RunStarted", T0)])
+    assert _since(pg_store, before) == (6, 1, 1)
+    assert [s.step_key for s in await pg_store.get_steps("r2")] == ["a"]
+    assert [e.kind for e in await pg_store.list_events("r2")] == ["RunStarted"]
