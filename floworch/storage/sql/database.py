@@ -22,6 +22,8 @@ from floworch.storage.sql.compiled import Row, Stmt
 from floworch.storage.sql.errors import describe_url
 
 NO_VALUES: Mapping[str, Any] = {}
+Batch = Sequence[tuple[Stmt, Mapping[str, Any]]]
+"""Statements with their bind values, run in order."""
 
 
 @dataclass
@@ -82,7 +84,7 @@ class SqlConnection(Protocol):
         stmt: Stmt,
         values: Mapping[str, Any] = NO_VALUES,
         *,
-        reads: Sequence[tuple[Stmt, Mapping[str, Any]]] = (),
+        reads: Batch = (),
     ) -> list[Result]:
         """Runs one write outside a transaction, then ``reads`` (which see the write), and
         returns their results, the write's first (PostgreSQL: one round trip for all).
@@ -94,7 +96,7 @@ class SqlConnection(Protocol):
         (the log is written in order, so that commit flushes this one too). SQL Server runs it
         as :meth:`execute`."""
 
-    async def execute_all(self, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]) -> list[Result]:
+    async def execute_all(self, batch: Batch) -> list[Result]:
         """Runs statements in order, each seeing what the ones before it did, and returns each
         one's result. In a transaction PostgreSQL sends them, with any held-back ones, in one
         round trip; elsewhere they run one after another."""
@@ -132,9 +134,7 @@ class Database(Protocol):
         """Closes every connection."""
 
 
-async def execute_in_turn(
-    conn: SqlConnection, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]
-) -> list[Result]:
+async def execute_in_turn(conn: SqlConnection, batch: Batch) -> list[Result]:
     """:meth:`SqlConnection.execute_all` for a driver without pipelining: one after another."""
     return [await conn.execute(stmt, values) for stmt, values in batch]
 

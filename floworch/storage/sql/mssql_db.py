@@ -24,6 +24,7 @@ from sqlalchemy.sql import Executable
 from floworch.storage.sql.compiled import BIND_PREFIX, Stmt
 from floworch.storage.sql.database import (
     NO_VALUES,
+    Batch,
     Result,
     SqlConnection,
     SqlStats,
@@ -139,12 +140,12 @@ class LaneConnection:
         stmt: Stmt,
         values: Mapping[str, Any] = NO_VALUES,
         *,
-        reads: Sequence[tuple[Stmt, Mapping[str, Any]]] = (),
+        reads: Batch = (),
     ) -> list[Result]:
         # Delayed durability is the database's choice: this is a plain statement.
         return await execute_in_turn(self, [(stmt, values), *reads])
 
-    async def execute_all(self, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]) -> list[Result]:
+    async def execute_all(self, batch: Batch) -> list[Result]:
         return await execute_in_turn(self, batch)
 
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:

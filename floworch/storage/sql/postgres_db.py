@@ -28,6 +28,7 @@ from sqlalchemy.engine import URL, Dialect
 from floworch.storage.sql.compiled import Compiled, StatementCache, Stmt
 from floworch.storage.sql.database import (
     NO_VALUES,
+    Batch,
     Result,
     SqlConnection,
     SqlStats,
@@ -75,7 +76,7 @@ class PgConnection:
             self._stats.commits += 1
         return Result(compiled.rows(found) if found else [], count, compiled.columns)
 
-    async def execute_all(self, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]) -> list[Result]:
+    async def execute_all(self, batch: Batch) -> list[Result]:
         if not self._open or len(batch) < 2:
             return [await self.execute(stmt, values) for stmt, values in batch]
         compiled = [(self._cache.get(stmt), values) for stmt, values in batch]
@@ -99,7 +100,7 @@ class PgConnection:
         stmt: Stmt,
         values: Mapping[str, Any] = NO_VALUES,
         *,
-        reads: Sequence[tuple[Stmt, Mapping[str, Any]]] = (),
+        reads: Batch = (),
     ) -> list[Result]:
         if self._open:
             raise RuntimeError("execute_unflushed runs alone, never in a transaction")

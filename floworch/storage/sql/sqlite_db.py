@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL, Dialect
 from floworch.storage.sql.compiled import StatementCache, Stmt
 from floworch.storage.sql.database import (
     NO_VALUES,
+    Batch,
     Result,
     SqlConnection,
     SqlStats,
@@ -108,7 +109,7 @@ class SqliteConnection:
         stmt: Stmt,
         values: Mapping[str, Any] = NO_VALUES,
         *,
-        reads: Sequence[tuple[Stmt, Mapping[str, Any]]] = (),
+        reads: Batch = (),
     ) -> list[Result]:
         if not self._full or self.raw.in_transaction or not self._in_wal():
             written = await self.execute(stmt, values)
@@ -129,7 +130,7 @@ class SqliteConnection:
             self._wal = bool(row) and str(row[0]).lower() == "wal"
         return self._wal
 
-    async def execute_all(self, batch: Sequence[tuple[Stmt, Mapping[str, Any]]]) -> list[Result]:
+    async def execute_all(self, batch: Batch) -> list[Result]:
         return await execute_in_turn(self, batch)
 
     async def execute_many(self, stmt: Stmt, values: Sequence[Mapping[str, Any]]) -> None:

@@ -6,14 +6,14 @@ costs no statement: the engine reads the run right after taking its lock. For th
 ``update_run`` of such a run knows the new row without reading it back.
 
 Step rows of the locked run read right after its lock (``run_transaction(run_id, steps=...)``,
-one round trip with the lock on PostgreSQL) are kept as well. A run this transaction inserted
-counts as locked: nobody else sees it, or can touch its steps, before commit. While the run's lock is held,
-another transaction can still claim such a row (Pending or Waiting to Running, or a lapsed
-Running one to a new owner) and renew its lease, but nothing else: step rows are inserted,
-deleted, finished, parked and dispatched again only under the run's lock. So which of those rows
-exist, a terminal row, and a Running row's status and seq stay as read until commit. ``get_steps``
-answers from them, and ``update_step`` of a kept Running row at the expected seq sends its write
-without waiting for an answer: it cannot miss.
+one round trip with the lock on PostgreSQL) are kept as well; a run this transaction inserted
+counts as locked (nobody else sees it, or can touch its steps, before commit). While the run's
+lock is held, another transaction can still claim such a row (Pending or Waiting to Running, or
+a lapsed Running one to a new owner) and renew its lease, but nothing else: step rows are
+inserted, deleted, finished, parked and dispatched again only under the run's lock. So which of
+those rows exist, a terminal row, and a Running row's status and seq stay as read until commit.
+``get_steps`` answers from them, and ``update_step`` of a kept Running row at the expected seq
+sends its write without waiting for an answer: it cannot miss.
 
 Writes whose result the engine does not read (new step rows, attempts, events, a known run's
 update, such a step update, and the ledger rows of steps this transaction created) are sent with
