@@ -1,8 +1,9 @@
 """Store-level step transitions per second on SQLite (file) and PostgreSQL.
 
 One transition is the engine's hot path for one step, against the store alone:
-``claim_step``; a ``run_transaction`` that finishes the step, inserts the successor's step row
-and ledger row (chain) or decrements the run's remaining count (fan-out leaves) and appends an
+``claim_step``; a ``run_transaction`` that reads the step and its successor with the run's lock
+(as the engine's completion does), finishes the step, inserts the successor's step row and
+ledger row (chain) or decrements the run's remaining count (fan-out leaves) and appends an
 event; then ``mark_dispatched``. Statements (BEGIN and COMMIT included), round trips and
 commits are the store's own counters (``SqlStore.stats``).
 
@@ -79,7 +80,9 @@ async def transition(store: SqlStore, run_id: str, key: str, successor: str | No
     """One step's hot path: claim, complete (+ successor + ledger + event), mark sent."""
     claim = await store.claim_step(run_id, key, 1, owner="w", lease_until=LEASE, now=NOW)
     assert claim.acquired, claim.outcome
-    async with store.run_transaction(run_id) as tx:
+    # Read ahead with the lock, as the engine's completion does: the step and its successor.
+    ahead = [key] if successor is None else [key, successor]
+    async with store.run_transaction(run_id, steps=ahead) as tx:
         await tx.update_step(
             run_id,
             key,
