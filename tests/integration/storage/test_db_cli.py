@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,20 +16,12 @@ from floworch.storage.factory import open_store
 from floworch.storage.records import RunRecord
 from floworch.storage.sql import migrate
 
+from .conftest import running_run
+
 
 def _finished_run(run_id: str, completed_at: datetime) -> RunRecord:
-    return RunRecord(
-        run_id=run_id,
-        flow_id="f",
-        flow_version="1",
-        trigger_key="manual",
-        status=RunStatus.SUCCEEDED,
-        trigger_body=None,
-        trigger_headers={},
-        created_at=completed_at,
-        remaining=0,
-        completed_at=completed_at,
-    )
+    started = running_run(run_id, remaining=0, created_at=completed_at)
+    return replace(started, status=RunStatus.SUCCEEDED, completed_at=completed_at)
 
 
 def test_upgrade_then_current(sqlite_url: str, tmp_path: Path) -> None:
